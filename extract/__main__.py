@@ -1,0 +1,31 @@
+"""Command line of stage 1: ``python -m extract <command> ...``.
+
+Each command lives in the module that owns it; this file only dispatches, so that
+``python -m extract --help`` stays fast (heavy imports happen inside the command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, function that adds arguments, function that runs)
+COMMANDS = {
+    "inspect-checkpoint": ("extract.checkpoint", "add_inspect_args", "inspect_main"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m extract", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, add_args, _) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        getattr(module, add_args)(sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0]))
+    args = parser.parse_args(argv)
+    module_name, _, run = COMMANDS[args.command]
+    return int(getattr(importlib.import_module(module_name), run)(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
