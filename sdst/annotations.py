@@ -1,0 +1,128 @@
+"""The one annotation parser: QVHighlights JSON lines, used for every dataset (evaluation.md).
+
+Fields per line: ``qid`` (int, or str for TACoS), ``query``, ``duration`` (s), ``vid``,
+``relevant_windows`` ([[start, end], ...] s; absent in unlabeled test files) and, for QVHighlights,
+``relevant_clip_ids`` (2-s clip indices) with ``saliency_scores`` (one [a, b, c] triple of 0-4 scores per
+relevant clip, 3 annotators). Every problem is reported with the file, the 1-based line and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class AnnotationError(ValueError):
+    """Malformed annotation file; the message names the file, the line and the field."""
+
+
+@dataclass(frozen=True)
+class Query:
+    qid: int | str
+    query: str
+    vid: str
+    duration: float
+    windows: tuple[tuple[float, float], ...]  # empty when the file has no labels
+    clip_ids: tuple[int, ...] | None = None  # QVHighlights only
+    saliency: tuple[tuple[int, int, int], ...] | None = None  # one triple per clip id
+    source: str = ""  # "file:line", for messages
+
+    @property
+    def key(self) -> str:
+        """qid as the string used for cache array names and dictionary keys."""
+        return str(self.qid)
+
+
+def _num(value, where: str, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise AnnotationError(f"{where}: field '{field}' must be a finite number, got {value!r}")
+    return float(value)
+
+
+def parse_line(obj: dict, where: str, require_labels: bool = False) -> Query:
+    """Validate one decoded JSON object; ``where`` is "file:line" for messages."""
+    if not isinstance(obj, dict):
+        raise AnnotationError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for field in ("qid", "query", "vid", "duration"):
+        if field not in obj:
+            raise AnnotationError(f"{where}: missing field '{field}'")
+    qid = obj["qid"]
+    if isinstance(qid, bool) or not isinstance(qid, (int, str)) or (isinstance(qid, str) and not qid):
+        raise AnnotationError(f"{where}: field 'qid' must be an int or a non-empty string, got {qid!r}")
+    if not isinstance(obj["query"], str) or not obj["query"].strip():
+        raise AnnotationError(f"{where}: field 'query' must be a non-empty string")
+    if not isinstance(obj["vid"], str) or not obj["vid"]:
+        raise AnnotationError(f"{where}: field 'vid' must be a non-empty string")
+    duration = _num(obj["duration"], where, "duration")
+    if duration <= 0:
+        raise AnnotationError(f"{where}: field 'duration' must be > 0, got {duration}")
+
+    windows: list[tuple[float, float]] = []
+    raw = obj.get("relevant_windows")
+    if raw is None:
+        if require_labels:
+            raise AnnotationError(f"{where}: missing field 'relevant_windows' (this split needs labels)")
+    else:
+        if not isinstance(raw, list) or (require_labels and not raw):
+            raise AnnotationError(f"{where}: field 'relevant_windows' must be a non-empty list of [start, end]")
+        for i, w in enumerate(raw):
+            if not isinstance(w, (list, tuple)) or len(w) != 2:
+                raise AnnotationError(f"{where}: relevant_windows[{i}] must be [start, end], got {w!r}")
+            s = _num(w[0], where, f"relevant_windows[{i}][0]")
+            e = _num(w[1], where, f"relevant_windows[{i}][1]")
+            if s < 0 or e <= s:
+                raise AnnotationError(f"{where}: relevant_windows[{i}] = {w!r} needs 0 <= start < end")
+            windows.append((s, e))
+
+    clip_ids = saliency = None
+    if "relevant_clip_ids" in obj or "saliency_scores" in obj:
+        ids, scores = obj.get("relevant_clip_ids"), obj.get("saliency_scores")
+        if not isinstance(ids, list) or not isinstance(scores, list):
+            raise AnnotationError(f"{where}: 'relevant_clip_ids' and 'saliency_scores' must both be lists")
+        if len(ids) != len(scores):
+            raise AnnotationError(
+                f"{where}: {len(ids)} relevant_clip_ids but {len(scores)} saliency_scores (one triple per clip)")
+        for i, (c, sc) in enumerate(zip(ids, scores)):
+            if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+                raise AnnotationError(f"{where}: relevant_clip_ids[{i}] must be a non-negative int, got {c!r}")
+            if (not isinstance(sc, list) or len(sc) != 3
+                    or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 4 for v in sc)):
+                raise AnnotationError(f"{where}: saliency_scores[{i}] must be 3 scores in 0..4, got {sc!r}")
+        clip_ids = tuple(ids)
+        saliency = tuple(tuple(int(v) for v in sc) for sc in scores)
+
+    return Query(qid=qid, query=obj["query"], vid=obj["vid"], duration=duration, windows=tuple(windows),
+                 clip_ids=clip_ids, saliency=saliency, source=where)
+
+
+def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-empty line; JSON errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(f"{path}: annotation file not found")
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise AnnotationError(f"{path}:{lineno}: invalid JSON ({err.msg} at column {err.colno})") from None
+    return rows
+
+
+def load_annotations(path: str | Path, require_labels: bool = False) -> list[Query]:
+    """Parse and validate a whole file; duplicate qids are an error (they would collide in the cache)."""
+    queries, seen = [], {}
+    for lineno, obj in read_jsonl(path):
+        q = parse_line(obj, f"{path}:{lineno}", require_labels=require_labels)
+        if q.key in seen:
+            raise AnnotationError(f"{path}:{lineno}: duplicate qid {q.qid!r} (first on line {seen[q.key]})")
+        seen[q.key] = lineno
+        queries.append(q)
+    if not queries:
+        raise AnnotationError(f"{path}: no annotations in file")
+    return queries
