@@ -1,0 +1,23 @@
+# SDST pipeline: decode + InternVideo2 features once (stage 1), train/evaluate SDST per dataset and seed
+# (stage 2), significance reports across models (stage 3). Run from the project root:
+#   snakemake --cores 8 results/qvh/metrics.json        (one dataset)
+#   snakemake --cores 2                                 (rule all: see `evaluate.datasets` in config.yaml)
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/extract.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

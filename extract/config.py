@@ -1,0 +1,50 @@
+"""What identifies a feature cache, and where its files live.
+
+The identity is every setting that changes the cached numbers: backbone and checkpoint, clip length,
+frames per clip, image size, which layers, which pooling, text layers and length, the seed of a randomly
+initialised backbone, and :data:`extract.FEATURE_VERSION`. Its hash is part of the store path, so a new
+configuration builds a new store instead of silently mixing features. Settings under ``extract.run``
+(shards, workers, batch size, timeouts, device) only change how the work is done and are not part of it.
+Snakemake (workflow/rules/common.smk) and the extraction commands both call these functions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from extract import FEATURE_VERSION
+from extract.cache import identity_hash
+
+# keys of the `extract` config section that define the features (everything else lives in extract.run)
+FEATURE_KEYS = ("frames_per_clip", "image_size", "vision_layers", "pooling", "text_layers", "text_max_len",
+                "gelu", "seed")
+
+
+def checkpoint_identity(path: str | None) -> dict | None:
+    """Name and size stand in for the content (hashing a 4 GB file at every DAG build is too slow)."""
+    if not path:
+        return None
+    p = Path(path)
+    return {"name": p.name, "size": p.stat().st_size if p.is_file() else None}
+
+
+def extraction_identity(dataset: dict, extract: dict) -> dict:
+    ident = {key: extract[key] for key in FEATURE_KEYS}
+    ident.update(feature_version=FEATURE_VERSION, backbone=dataset["backbone"],
+                 checkpoint=checkpoint_identity(dataset.get("checkpoint")), clip_len=float(dataset["clip_len"]))
+    if ident["checkpoint"] is not None:
+        ident.pop("seed")  # the seed only matters for a randomly initialised backbone
+    return ident
+
+
+def cache_dir(name: str, dataset: dict, extract: dict) -> str:
+    """``{extract.cache_dir}/{dataset}/{hash}``: the store, its shard sentinels and summary live here."""
+    return os.path.join(extract["cache_dir"], name, identity_hash(extraction_identity(dataset, extract)))
+
+
+def shard_of(vid: str, n_shards: int) -> int:
+    """Stable assignment of a video (and its queries) to a shard; independent of Python's hash seed."""
+    import hashlib
+
+    return int(hashlib.sha1(vid.encode()).hexdigest()[:8], 16) % n_shards

@@ -1,0 +1,337 @@
+"""Video decoding for feature extraction: clip sampling, decord readers in worker processes, timeouts.
+
+A video of duration ``d`` seconds is cut into clips of ``clip_len`` seconds (2 s for QVHighlights and
+TACoS, 1 s for Charades-STA; paper Tab. A). Each clip is split into ``frames_per_clip`` equal
+sub-intervals and the frame shown at the middle of each is taken (internvideo2.md, "Preprocessing").
+Times map to frame indices through the decoder's own per-frame timestamps, never ``t * fps``, so
+variable-frame-rate files are sampled where the viewer sees the frame.
+
+Decoding runs in worker processes (:class:`DecodePool`), one decord ``VideoReader`` per process and
+video (a reader shared by threads aborts the process). The parent enforces a timeout per video: a worker
+that makes no progress for ``timeout_s`` while the parent is waiting for it is killed and replaced, and
+the video is recorded as failed. A worker that dies (native abort) is replaced the same way. Frames are
+sent in chunks of ``chunk_clips`` clips so memory stays bounded for long videos (TACoS, ~1400 s).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import queue
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+# Codecs whose random access decord gets wrong (MPEG-4 Part 2 with B-frames returns a frame two ahead
+# near keyframes; internvideo2.md "decord, observed"): these are decoded sequentially.
+SEQUENTIAL_CODECS = frozenset({"mpeg4", "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "h263", "h263p", "flv1"})
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VideoDecodeError(RuntimeError):
+    """A video that cannot be decoded; ``str(err)`` is the reason recorded in the extraction summary."""
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    clip_len: float  # seconds per clip (Tab. A: 2.0 QVHighlights/TACoS, 1.0 Charades-STA)
+    frames_per_clip: int = 4  # InternVideo2-1B f4 checkpoint
+    size: int = 224  # square resize, bicubic, no crop
+    chunk_clips: int = 32  # clips per message from a worker (bounds memory per video)
+
+
+def num_clips(duration: float, clip_len: float) -> int:
+    """Clips covering ``duration``; a last partial clip is kept when it covers at least half a clip."""
+    return max(1, int(math.floor(duration / clip_len + 0.5)))
+
+
+def clip_frame_times(duration: float, clip_len: float, frames_per_clip: int) -> np.ndarray:
+    """(n_clips, frames_per_clip) sampling times in seconds: middle of equal sub-intervals of each clip.
+
+    The last clip is cut at ``duration`` so its frames lie inside the video.
+    """
+    n = num_clips(duration, clip_len)
+    starts = np.arange(n) * clip_len
+    ends = np.minimum(starts + clip_len, max(duration, 1e-6))
+    ends = np.maximum(ends, starts + 1e-6)  # a video shorter than half a clip still yields one clip
+    frac = (np.arange(frames_per_clip) + 0.5) / frames_per_clip
+    return starts[:, None] + (ends - starts)[:, None] * frac[None, :]
+
+
+def times_to_indices(times: np.ndarray, frame_starts: np.ndarray, n_decodable: int) -> np.ndarray:
+    """Index of the frame on screen at each time (last frame whose start <= t), clamped to decodable frames."""
+    idx = np.searchsorted(frame_starts, times, side="right") - 1
+    return np.clip(idx, 0, n_decodable - 1).astype(np.int64)
+
+
+def probe_codec(path: str) -> str | None:
+    """Codec name of the first video stream (PyAV reads only the container header), None if unknown."""
+    try:
+        import av
+
+        with av.open(path) as container:
+            return container.streams.video[0].codec_context.name
+    except Exception:  # noqa: BLE001 - the decoder gives the real error if the file is unreadable
+        return None
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, 3, size, size) uint8, bicubic with antialiasing (PIL-like downscale)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+    return x.round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def normalize(frames_u8, device=None, dtype=None):
+    """uint8 (B, T, 3, S, S) -> float (B, 3, T, S, S) with ImageNet mean/std, on ``device``."""
+    import torch
+
+    x = torch.as_tensor(frames_u8, device=device).permute(0, 2, 1, 3, 4).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1, 1)
+    x = (x - mean) / std
+    return x if dtype is None else x.to(dtype)
+
+
+class _Reader:
+    """decord access to one video with the fallbacks this project relies on."""
+
+    def __init__(self, path: str):
+        import decord
+
+        if not os.path.exists(path):
+            raise VideoDecodeError(f"file not found: {path}")
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise VideoDecodeError(f"empty file: {path}")
+        try:
+            self.vr = decord.VideoReader(path, num_threads=1)
+        except Exception as err:  # noqa: BLE001 - decord raises RuntimeError or DECORDError
+            raise VideoDecodeError(f"cannot open: {_short(err)}") from None
+        self.path = path
+        self.n_frames = len(self.vr)
+        if self.n_frames == 0:
+            raise VideoDecodeError("no video frames")
+        ts = np.asarray(self.vr.get_frame_timestamp(np.arange(self.n_frames)), dtype=np.float64)
+        valid = np.isfinite(ts).all(axis=1) & (ts[:, 1] >= ts[:, 0])
+        # containers can over-report frames: keep the prefix with sane timestamps
+        self.n_decodable = int(np.argmin(valid)) if not valid.all() else self.n_frames
+        if self.n_decodable == 0:
+            raise VideoDecodeError("no frame has a valid timestamp")
+        self.frame_starts = ts[: self.n_decodable, 0]
+        self.duration = float(ts[self.n_decodable - 1, 1])
+        self.codec = probe_codec(path)
+        self.sequential = self.codec in SEQUENTIAL_CODECS
+        self._seq_pos = 0  # next frame index of sequential decoding
+        self._seq_last: np.ndarray | None = None
+        self.clamped = False  # set when frames past a decode error were replaced by the last good one
+
+    def frames(self, indices: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 for non-decreasing frame ``indices`` (successive calls continue forward)."""
+        if not self.sequential:
+            try:
+                return self.vr.get_batch(indices.tolist()).asnumpy()
+            except Exception:  # noqa: BLE001 - damaged packet: fall back to sequential decoding
+                self.sequential = True
+                self._restart_sequential()
+        return self._sequential(indices)
+
+    def _restart_sequential(self) -> None:
+        import decord
+
+        self.vr = decord.VideoReader(self.path, num_threads=1)  # a reader that raised may be in a bad state
+        self._seq_pos = 0
+        self._seq_last = None
+
+    def _sequential(self, indices: np.ndarray) -> np.ndarray:
+        """Decode forward frame by frame; indices past an undecodable frame get the last good frame."""
+        wanted = indices.tolist()
+        if wanted and wanted[0] < self._seq_pos - 1:
+            self._restart_sequential()
+        result = []
+        for i in wanted:
+            i = min(i, self.n_decodable - 1)
+            while self._seq_pos <= i:
+                try:
+                    frame = self.vr.next().asnumpy()
+                except Exception:  # noqa: BLE001 - StopIteration or a decode error: nothing further decodes
+                    self.n_decodable = max(self._seq_pos, 1)
+                    break
+                self._seq_last = frame
+                self._seq_pos += 1
+            if self._seq_last is None:
+                raise VideoDecodeError("no frame could be decoded")
+            self.clamped |= self._seq_pos - 1 < i
+            result.append(self._seq_last)
+        return np.stack(result)
+
+
+def iter_video_chunks(path: str, spec: DecodeSpec) -> Iterator[tuple[str, object]]:
+    """Decode one video; yields ("start", info), then ("chunk", (first_clip, uint8 (n, F, 3, S, S))) ...
+
+    ``info`` = {"n_clips", "duration", "fps", "n_frames", "codec", "sequential"}. The final message is
+    ("done", {"clamped": bool, "n_decodable": int}). Raises :class:`VideoDecodeError`.
+    """
+    reader = _Reader(path)
+    times = clip_frame_times(reader.duration, spec.clip_len, spec.frames_per_clip)
+    n_clips = len(times)
+    yield "start", {
+        "n_clips": n_clips,
+        "duration": reader.duration,
+        "fps": float(reader.vr.get_avg_fps()),
+        "n_frames": reader.n_frames,
+        "codec": reader.codec,
+        "sequential": reader.sequential,
+    }
+    for first in range(0, n_clips, spec.chunk_clips):
+        block = times[first : first + spec.chunk_clips]
+        idx = times_to_indices(block.reshape(-1), reader.frame_starts, reader.n_decodable)
+        reader.clamped |= bool(len(reader.frame_starts) < reader.n_frames and idx.max() == reader.n_decodable - 1)
+        frames = resize_frames(reader.frames(idx), spec.size)
+        yield "chunk", (first, frames.reshape(len(block), spec.frames_per_clip, *frames.shape[1:]))
+    yield "done", {"clamped": reader.clamped, "n_decodable": reader.n_decodable}
+
+
+def decode_video(path: str, spec: DecodeSpec) -> tuple[dict, np.ndarray]:
+    """Whole video in this process: (info, uint8 (n_clips, F, 3, S, S)). For tests and one-video prediction."""
+    info: dict = {}
+    chunks = []
+    for kind, payload in iter_video_chunks(path, spec):
+        if kind == "start":
+            info.update(payload)
+        elif kind == "chunk":
+            chunks.append(payload[1])
+        else:
+            info.update(payload)
+    return info, np.concatenate(chunks)
+
+
+def _short(err: BaseException) -> str:
+    """decord errors carry a C++ stack; keep the informative last line."""
+    text = str(err).strip().splitlines()
+    line = text[-1] if text else type(err).__name__
+    return line if len(line) < 300 else line[:300] + "..."
+
+
+def _worker(tasks: mp.Queue, results: mp.Queue, worker_id: int, spec: DecodeSpec) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # resize threads would fight the model for cores
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        key, path = task
+        try:
+            for kind, payload in iter_video_chunks(path, spec):
+                results.put((worker_id, key, kind, payload))
+        except VideoDecodeError as err:
+            results.put((worker_id, key, "error", str(err)))
+        except Exception as err:  # noqa: BLE001 - any failure is this video's, never the run's
+            results.put((worker_id, key, "error", f"{type(err).__name__}: {_short(err)}"))
+
+
+@dataclass
+class _Slot:
+    proc: mp.Process
+    tasks: mp.Queue
+    key: str | None = None
+    path: str | None = None
+    last_progress: float = 0.0
+
+
+class DecodePool:
+    """Decode many videos in ``workers`` processes; iterate to get messages in arrival order.
+
+    Each message is ``(key, kind, payload)`` with kind "start" / "chunk" / "done" (see
+    :func:`iter_video_chunks`) or "error" (payload: reason). Every submitted video ends with exactly
+    one "done" or "error".
+    """
+
+    def __init__(self, items: list[tuple[str, str]], spec: DecodeSpec, workers: int = 2, timeout_s: float = 600.0,
+                 max_queued_chunks: int | None = None):
+        self.pending = list(reversed(items))  # pop() from the end keeps submission order
+        self.spec = spec
+        self.timeout_s = timeout_s
+        self.ctx = mp.get_context("spawn")
+        self.results = self.ctx.Queue(maxsize=max_queued_chunks or 2 * max(1, workers) + 2)
+        self.slots: list[_Slot] = [self._spawn(i) for i in range(max(1, min(workers, len(items)) or 1))]
+        self.outstanding = len(items)
+
+    def _spawn(self, worker_id: int) -> _Slot:
+        tasks = self.ctx.Queue()
+        proc = self.ctx.Process(target=_worker, args=(tasks, self.results, worker_id, self.spec), daemon=True)
+        proc.start()
+        return _Slot(proc=proc, tasks=tasks)
+
+    def _assign(self) -> None:
+        for slot in self.slots:
+            if slot.key is None and self.pending:
+                slot.key, slot.path = self.pending.pop()
+                slot.last_progress = time.monotonic()
+                slot.tasks.put((slot.key, slot.path))
+
+    def _replace(self, worker_id: int) -> None:
+        old = self.slots[worker_id]
+        if old.proc.is_alive():
+            old.proc.kill()
+        old.proc.join(timeout=5)
+        self.slots[worker_id] = self._spawn(worker_id)
+
+    def __iter__(self):
+        try:
+            while self.outstanding > 0:
+                self._assign()
+                try:
+                    worker_id, key, kind, payload = self.results.get(timeout=0.5)
+                except queue.Empty:
+                    yield from self._check_stuck()
+                    continue
+                slot = self.slots[worker_id]
+                if slot.key != key:  # late message from a worker we already gave up on
+                    continue
+                slot.last_progress = time.monotonic()
+                if kind in ("done", "error"):
+                    slot.key = slot.path = None
+                    self.outstanding -= 1
+                yield key, kind, payload
+        finally:
+            self.close()
+
+    def _check_stuck(self):
+        """Called only when the result queue is empty, so no worker is blocked on a full queue."""
+        now = time.monotonic()
+        for worker_id, slot in enumerate(self.slots):
+            if slot.key is None:
+                continue
+            dead = not slot.proc.is_alive()
+            if dead or now - slot.last_progress > self.timeout_s:
+                key = slot.key
+                reason = (f"decoder process died (exit code {slot.proc.exitcode})" if dead
+                          else f"timeout: no progress for {self.timeout_s:g} s")
+                self._replace(worker_id)
+                self.outstanding -= 1
+                yield key, "error", reason
+
+    def close(self) -> None:
+        for slot in self.slots:
+            if slot.proc.is_alive():
+                try:
+                    slot.tasks.put_nowait(None)
+                except Exception:  # noqa: BLE001
+                    pass
+        deadline = time.monotonic() + 2.0
+        for slot in self.slots:
+            slot.proc.join(timeout=max(0.0, deadline - time.monotonic()))
+            if slot.proc.is_alive():
+                slot.proc.kill()
+                slot.proc.join(timeout=2)
+        self.slots = []

@@ -1,0 +1,334 @@
+"""Extraction jobs: create a store, fill one shard of it, merge the shard reports.
+
+A shard owns the videos whose id hashes to it (:func:`extract.config.shard_of`) and their queries. It
+loads the backbone once, skips every array already complete (so a killed job resumes where it stopped),
+decodes in worker processes while the model runs in this one, batches clips across videos, and writes
+one report (the Snakemake output of the job) only when it has finished: a job that dies leaves none.
+A video that cannot be decoded is recorded with its file and reason; the others are extracted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from extract.cache import FeatureOverflowError, FeatureStore, canonical_json
+from extract.config import shard_of
+from extract.decode import DecodePool, DecodeSpec, normalize
+
+DEFAULT_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def find_video(videos_dir: str | Path, vid: str, exts=DEFAULT_EXTS) -> Path | None:
+    for ext in exts:
+        candidate = Path(videos_dir) / f"{vid}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+# ---------------------------------------------------------------------------------------------------
+# init-store
+# ---------------------------------------------------------------------------------------------------
+def add_init_args(p) -> None:
+    p.add_argument("--store", required=True, help="path of the Zarr store to create")
+    p.add_argument("--identity", required=True, help="extraction identity as JSON (see extract.config)")
+    p.add_argument("--out", required=True, help="store.json written on success")
+
+
+def init_main(args) -> int:
+    identity = json.loads(args.identity)
+    store = FeatureStore.create(args.store, identity)
+    write_json_atomic(args.out, {"store": str(Path(args.store)), "identity": identity,
+                                 "identity_hash": store.identity_hash})
+    print(f"store ready: {args.store} (identity {store.identity_hash})")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# shard
+# ---------------------------------------------------------------------------------------------------
+def add_shard_args(p) -> None:
+    p.add_argument("--store-json", required=True, help="store.json written by init-store")
+    p.add_argument("--annotations", nargs="+", required=True, help="annotation files (JSON lines)")
+    p.add_argument("--videos", required=True, help="folder holding <vid>.<ext> files")
+    p.add_argument("--checkpoint", default=None, help="InternVideo2 checkpoint (None: seeded random init, tiny only)")
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--n-shards", type=int, required=True)
+    p.add_argument("--out", required=True, help="shard report (JSON), written last")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes")
+    p.add_argument("--batch-clips", type=int, default=32, help="clips per forward pass")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds without progress before a video is given up")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    p.add_argument("--exts", default=",".join(DEFAULT_EXTS), help="video file extensions tried, in order")
+
+
+def shard_main(args) -> int:
+    report = run_shard(
+        store_json=args.store_json, annotations=args.annotations, videos=args.videos, checkpoint=args.checkpoint,
+        shard=args.shard, n_shards=args.n_shards, workers=args.workers, batch_clips=args.batch_clips,
+        timeout_s=args.timeout, device=args.device, threads=args.threads,
+        exts=tuple(e if e.startswith(".") else "." + e for e in args.exts.split(",") if e))
+    write_json_atomic(args.out, report)
+    failed = report["videos"]["failed"]
+    print(f"shard {args.shard}/{args.n_shards}: {report['videos']['extracted']} videos extracted, "
+          f"{report['videos']['already_complete']} already complete, {len(failed)} failed; "
+          f"{report['queries']['extracted']} queries extracted; {report['clips_per_s']:.1f} clips/s")
+    for f in failed:
+        print(f"  FAILED {f['vid']} ({f['file']}): {f['reason']}")
+    return 0
+
+
+def _shard_items(annotations, shard: int, n_shards: int):
+    from sdst.annotations import load_annotations
+
+    vids, queries = set(), {}
+    for path in annotations:
+        for q in load_annotations(path):
+            if shard_of(q.vid, n_shards) == shard:
+                vids.add(q.vid)
+                queries.setdefault(q.key, (q.query, q.vid))
+    return sorted(vids), queries
+
+
+class _Batcher:
+    """Collects decoded chunks from several videos into forward passes of ``size`` clips."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.items: list[tuple[str, int, np.ndarray]] = []  # (vid, first clip, uint8 (n, F, 3, S, S))
+        self.n = 0
+
+    def add(self, vid: str, first: int, frames: np.ndarray) -> None:
+        self.items.append((vid, first, frames))
+        self.n += len(frames)
+
+    def drop(self, vid: str) -> None:
+        self.items = [it for it in self.items if it[0] != vid]
+        self.n = sum(len(it[2]) for it in self.items)
+
+    def pending(self, vid: str) -> bool:
+        return any(it[0] == vid for it in self.items)
+
+    def take(self) -> list[tuple[str, int, np.ndarray]]:
+        out, room = [], self.size
+        while self.items and room > 0:
+            vid, first, frames = self.items[0]
+            if len(frames) <= room:
+                out.append(self.items.pop(0))
+                room -= len(frames)
+            else:
+                out.append((vid, first, frames[:room]))
+                self.items[0] = (vid, first + room, frames[room:])
+                room = 0
+        self.n -= self.size - room
+        return out
+
+
+def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, workers=2, batch_clips=32,
+              timeout_s=600.0, device="auto", threads=0, exts=DEFAULT_EXTS, progress=True) -> dict:
+    import torch
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)
+    meta = json.loads(Path(store_json).read_text())
+    ident = meta["identity"]
+    store = FeatureStore(meta["store"], mode="a")
+    if store.identity_hash != meta["identity_hash"]:
+        raise RuntimeError(f"{meta['store']}: store identity {store.identity_hash} != {meta['identity_hash']}")
+
+    vids, queries = _shard_items(annotations, shard, n_shards)
+    todo_vids = [v for v in vids if not store.video_complete(v)]
+    todo_queries = [k for k in queries if not store.query_complete(k)]
+    report = {
+        "shard": shard, "n_shards": n_shards, "store": meta["store"], "identity_hash": meta["identity_hash"],
+        "videos": {"total": len(vids), "already_complete": len(vids) - len(todo_vids), "extracted": 0,
+                   "failed": [], "clamped": []},
+        "queries": {"total": len(queries), "already_complete": len(queries) - len(todo_queries), "extracted": 0},
+        "clips": 0, "seconds": 0.0, "model_seconds": 0.0, "clips_per_s": 0.0, "device": None,
+    }
+    if not todo_vids and not todo_queries:
+        report["seconds"] = time.perf_counter() - t_start
+        return report
+
+    from extract.checkpoint import load_backbone
+
+    dev = resolve_device(device)
+    report["device"] = dev
+    vision, text = load_backbone(ident["backbone"], checkpoint, seed=ident.get("seed", 0) or 0,
+                                 gelu=ident.get("gelu"), num_frames=ident["frames_per_clip"])
+    vision.eval().to(dev)
+    text.eval().to(dev)
+    n_layers, dim = len(ident["vision_layers"]), vision.pooled_dim(ident["pooling"])
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.startswith("cuda") else _null()
+
+    if todo_queries:
+        _extract_queries(store, text, [(k, queries[k]) for k in todo_queries], ident, dev, autocast)
+        report["queries"]["extracted"] = len(todo_queries)
+
+    spec = DecodeSpec(clip_len=ident["clip_len"], frames_per_clip=ident["frames_per_clip"],
+                      size=ident["image_size"], chunk_clips=batch_clips)
+    items, state = [], {}
+    for vid in todo_vids:
+        path = find_video(videos, vid, exts)
+        if path is None:
+            report["videos"]["failed"].append(
+                {"vid": vid, "file": str(Path(videos) / f"{vid}{exts[0]}"),
+                 "reason": f"video file not found (tried {', '.join(exts)})"})
+        else:
+            items.append((vid, str(path)))
+            state[vid] = {"file": str(path)}
+
+    batcher = _Batcher(batch_clips)
+    model_s = 0.0
+    clips = 0
+
+    def run_batch(pieces):
+        nonlocal model_s, clips
+        frames = np.concatenate([p[2] for p in pieces])
+        t0 = time.perf_counter()
+        with torch.inference_mode(), autocast:
+            x = normalize(frames, device=dev)
+            feats = vision.forward_layers(x, ident["vision_layers"], pooling=ident["pooling"])
+        feats = feats.float().cpu().numpy()  # (K, B, D)
+        if dev.startswith("cuda"):
+            torch.cuda.synchronize()
+        model_s += time.perf_counter() - t0
+        clips += len(frames)
+        offset = 0
+        for vid, first, fr in pieces:
+            st = state[vid]
+            st["feats"][:, first:first + len(fr)] = feats[:, offset:offset + len(fr)]
+            st["filled"] += len(fr)
+            offset += len(fr)
+            maybe_write(vid)
+
+    def maybe_write(vid):
+        st = state[vid]
+        if st.get("done") and st["filled"] == st["n_clips"] and not batcher.pending(vid):
+            info = st["info"]
+            try:
+                store.write_video(vid, st["feats"], clip_len=ident["clip_len"], duration=info["duration"],
+                                  fps=info["fps"], codec=info["codec"], clamped=info.get("clamped", False),
+                                  file=os.path.basename(st["file"]))
+                report["videos"]["extracted"] += 1
+                if info.get("clamped"):
+                    report["videos"]["clamped"].append(vid)
+            except FeatureOverflowError as err:
+                report["videos"]["failed"].append({"vid": vid, "file": st["file"], "reason": str(err)})
+            st.pop("feats", None)
+            bar.update(1)
+
+    bar = tqdm(total=len(todo_vids), desc=f"shard {shard}/{n_shards}", unit="video", disable=not progress,
+               mininterval=1.0 if sys.stderr.isatty() else 10.0)
+    bar.update(len(todo_vids) - len(items))  # missing files count as processed
+    try:
+        for vid, kind, payload in DecodePool(items, spec, workers=workers, timeout_s=timeout_s):
+            st = state[vid]
+            if kind == "start":
+                st.update(info=payload, n_clips=payload["n_clips"], filled=0,
+                          feats=np.zeros((n_layers, payload["n_clips"], dim), np.float32))
+            elif kind == "chunk":
+                batcher.add(vid, *payload)
+                while batcher.n >= batch_clips:
+                    run_batch(batcher.take())
+            elif kind == "done":
+                st["info"].update(payload)
+                st["done"] = True
+                maybe_write(vid)
+            else:  # error
+                batcher.drop(vid)
+                st.pop("feats", None)
+                report["videos"]["failed"].append({"vid": vid, "file": st["file"], "reason": payload})
+                bar.update(1)
+            bar.set_postfix(clips_per_s=f"{clips / max(time.perf_counter() - t_start, 1e-9):.1f}")
+        while batcher.n:
+            run_batch(batcher.take())
+    finally:
+        bar.close()
+
+    elapsed = time.perf_counter() - t_start
+    report.update(clips=clips, seconds=elapsed, model_seconds=model_s,
+                  clips_per_s=clips / elapsed if elapsed > 0 else 0.0,
+                  model_busy_fraction=model_s / elapsed if elapsed > 0 else 0.0)
+    return report
+
+
+def _extract_queries(store, text, items, ident, dev, autocast, batch: int = 64) -> None:
+    import torch
+
+    from extract.text import build_tokenizer
+
+    tokenizer = build_tokenizer(max_len=ident["text_max_len"])
+    for i in range(0, len(items), batch):
+        chunk = items[i:i + batch]
+        ids, mask = tokenizer([q for _, (q, _) in chunk])
+        with torch.inference_mode(), autocast:
+            feats = text(ids.to(dev), mask.to(dev), ident["text_layers"]).float().cpu().numpy()  # (K, B, L, D)
+        lengths = mask.sum(1).tolist()
+        for b, (key, (_, vid)) in enumerate(chunk):
+            store.write_query(key, feats[:, b, :lengths[b]], vid=vid)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------------
+# summary
+# ---------------------------------------------------------------------------------------------------
+def add_summary_args(p) -> None:
+    p.add_argument("--store-json", required=True)
+    p.add_argument("--shards", nargs="+", required=True, help="shard reports")
+    p.add_argument("--out", required=True)
+
+
+def summary_main(args) -> int:
+    meta = json.loads(Path(args.store_json).read_text())
+    reports = [json.loads(Path(p).read_text()) for p in args.shards]
+    failed = sorted((f for r in reports for f in r["videos"]["failed"]), key=lambda f: f["vid"])
+    summary = {
+        "store": meta["store"], "identity": meta["identity"], "identity_hash": meta["identity_hash"],
+        "videos": {k: sum(r["videos"][k] for r in reports) for k in ("total", "already_complete", "extracted")},
+        "queries": {k: sum(r["queries"][k] for r in reports) for k in ("total", "already_complete", "extracted")},
+        "failed_videos": failed,
+        "clamped_videos": sorted(v for r in reports for v in r["videos"].get("clamped", [])),
+        "clips": sum(r["clips"] for r in reports),
+        "seconds": sum(r["seconds"] for r in reports),
+    }
+    summary["videos"]["failed"] = len(failed)
+    write_json_atomic(args.out, summary)
+    v = summary["videos"]
+    print(f"{meta['store']}: {v['total']} videos ({v['extracted']} extracted now, {v['already_complete']} "
+          f"already complete, {v['failed']} failed), {summary['queries']['total']} queries")
+    for f in failed:
+        print(f"  FAILED {f['vid']} ({f['file']}): {f['reason']}")
+    return 0

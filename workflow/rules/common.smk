@@ -1,0 +1,65 @@
+# Pure helpers shared by the rules: paths, canonical parameters, code dependencies, input checks.
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(workflow.basedir)  # the project root (the Snakefile lives there)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from extract.cache import canonical_json, identity_hash  # noqa: E402
+from extract.config import extraction_identity  # noqa: E402
+
+CACHE = config["extract"]["cache_dir"]
+RUN = config["extract"]["run"]
+
+
+def code(*paths):
+    """Source files a rule depends on (Snakemake does not track imported code): dirs expand to *.py."""
+    files = []
+    for p in paths:
+        p = ROOT / p
+        files += sorted(str(f) for f in p.rglob("*.py")) if p.is_dir() else [str(p)]
+    return files
+
+
+def dataset(name):
+    try:
+        return config["datasets"][name]
+    except KeyError:
+        raise ValueError(f"dataset '{name}' is not configured (config.yaml: datasets)") from None
+
+
+def identity(name):
+    return extraction_identity(dataset(name), config["extract"])
+
+
+def xhash(name):
+    return identity_hash(identity(name))
+
+
+def xdir(name):
+    """Folder of the dataset's current feature cache: store, shard reports, summary."""
+    return f"{CACHE}/{name}/{xhash(name)}"
+
+
+def annotation_files(name):
+    return [dataset(name)["annotations"][s] for s in sorted(dataset(name)["annotations"])]
+
+
+def shard_reports(name):
+    n = RUN["shards"]
+    return [f"{xdir(name)}/shards/{i}-of-{n}.json" for i in range(n)]
+
+
+def check_hash(wc):
+    """Guard against targets naming a stale cache folder (the config changed since they were written)."""
+    if wc.xhash != xhash(wc.dataset):
+        raise ValueError(
+            f"{CACHE}/{wc.dataset}/{wc.xhash}: not the current extraction configuration of '{wc.dataset}' "
+            f"(that is {xhash(wc.dataset)})")
+    return []
+
+
+def all_targets():
+    return [f"results/{d}/extraction.json" for d in config["evaluate"].get("datasets", [])]

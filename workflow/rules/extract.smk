@@ -1,0 +1,93 @@
+# Stage 1: demo data (generated datasets only), feature store creation, shard extraction, summary.
+
+
+for _name, _ds in config["datasets"].items():
+    if "generate" not in _ds:
+        continue
+
+    rule:
+        name:
+            f"demo_data_{_name}"
+        output:
+            annotations=[_ds["annotations"][s] for s in sorted(_ds["annotations"])],
+            videos=directory(_ds["videos"]),
+        input:
+            code=code("extract/demo.py"),
+        params:
+            spec=canonical_json(_ds["generate"]),
+            out=str(Path(_ds["videos"]).parent),
+        log:
+            f"logs/demo_data/{_name}.log",
+        threads: 2
+        shell:
+            "python -m extract demo-data --out {params.out} --spec {params.spec:q} --workers {threads} > {log} 2>&1"
+
+
+rule init_store:
+    """Create the dataset's Zarr store once, before any shard job writes into it."""
+    input:
+        check_hash,
+        code=code("extract/cache.py", "extract/config.py", "extract/shard.py", "extract/__init__.py"),
+    output:
+        f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
+    params:
+        identity=lambda wc: canonical_json(identity(wc.dataset)),
+        store=lambda wc: f"{CACHE}/{wc.dataset}/{wc.xhash}/features.zarr",
+    log:
+        f"logs/extract/{{dataset}}/{{xhash}}/init_store.log",
+    shell:
+        "python -m extract init-store --store {params.store} --identity {params.identity:q} --out {output} > {log} 2>&1"
+
+
+rule extract_shard:
+    """Decode + backbone for the videos (and queries) hashed to this shard; skips complete arrays."""
+    input:
+        check_hash,
+        store=f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
+        annotations=lambda wc: annotation_files(wc.dataset),
+        videos=lambda wc: dataset(wc.dataset)["videos"],
+        code=code("extract", "sdst/annotations.py"),
+    output:
+        f"{CACHE}/{{dataset}}/{{xhash}}/shards/{{shard}}-of-{{nshards}}.json",
+    params:
+        checkpoint=lambda wc: (
+            f"--checkpoint {dataset(wc.dataset)['checkpoint']}" if dataset(wc.dataset).get("checkpoint") else ""
+        ),
+        exts=lambda wc: ",".join(dataset(wc.dataset).get("video_exts", [".mp4", ".mkv", ".webm", ".avi", ".mov"])),
+        run=RUN,
+    threads: RUN["threads"]
+    resources:
+        gpu=0 if RUN["device"] == "cpu" else 1,
+    log:
+        f"logs/extract/{{dataset}}/{{xhash}}/shard{{shard}}-of-{{nshards}}.log",
+    shell:
+        "python -m extract shard --store-json {input.store} --annotations {input.annotations} "
+        "--videos {input.videos} {params.checkpoint} --shard {wildcards.shard} --n-shards {wildcards.nshards} "
+        "--workers {params.run[decode_workers]} --batch-clips {params.run[batch_clips]} "
+        "--timeout {params.run[decode_timeout_s]} --device {params.run[device]} --threads {threads} "
+        "--exts {params.exts} --out {output} > {log} 2>&1"
+
+
+rule extract_summary:
+    """Merge the shard reports: counts, and every video that failed with its file and reason."""
+    input:
+        store=f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
+        shards=lambda wc: shard_reports(wc.dataset),
+    output:
+        f"{CACHE}/{{dataset}}/{{xhash}}/summary.json",
+    log:
+        f"logs/extract/{{dataset}}/{{xhash}}/summary.log",
+    shell:
+        "python -m extract summary --store-json {input.store} --shards {input.shards} --out {output} > {log} 2>&1"
+
+
+rule extraction_report:
+    """results/{dataset}/extraction.json: the current cache's summary, where users look for results."""
+    input:
+        lambda wc: f"{xdir(wc.dataset)}/summary.json",
+    output:
+        "results/{dataset}/extraction.json",
+    log:
+        "logs/extract/{dataset}/extraction_report.log",
+    shell:
+        "cp {input} {output} 2> {log}"
