@@ -1,0 +1,70 @@
+"""Inference post-processing (§C.4): confidence, soft-NMS, top windows, submission records.
+
+Confidence = sqrt(p · actionness) (Eq. 23); Gaussian soft-NMS [decided, ActionFormer: σ = 0.5] decays the
+scores of windows overlapping a kept one; the top 10 are written (the official evaluator reads at most 10).
+Records follow the QVHighlights submission format for every dataset (evaluation.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TOP_K = 10
+
+
+def soft_nms(windows: np.ndarray, scores: np.ndarray, sigma: float = 0.5, top_k: int = TOP_K,
+             min_score: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian soft-NMS. windows (N, 2) [start, end], scores (N,) -> kept windows and decayed scores,
+    in the order picked (descending decayed score)."""
+    windows = np.asarray(windows, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64).copy()
+    keep_w, keep_s = [], []
+    alive = np.ones(len(scores), dtype=bool)
+    while alive.any() and len(keep_w) < top_k:
+        i = int(np.argmax(np.where(alive, scores, -np.inf)))
+        if scores[i] < min_score and keep_w:
+            break
+        keep_w.append(windows[i])
+        keep_s.append(scores[i])
+        alive[i] = False
+        inter = np.clip(np.minimum(windows[:, 1], windows[i, 1]) - np.maximum(windows[:, 0], windows[i, 0]), 0, None)
+        union = (windows[:, 1] - windows[:, 0]) + (windows[i, 1] - windows[i, 0]) - inter
+        iou = inter / np.maximum(union, 1e-9)
+        scores = np.where(alive, scores * np.exp(-(iou ** 2) / sigma), scores)
+    return np.asarray(keep_w).reshape(-1, 2), np.asarray(keep_s)
+
+
+def confidence(logits, actionness) -> np.ndarray:
+    """Eq. 23: sqrt(sigmoid(logit) · actionness)."""
+    p = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    return np.sqrt(np.clip(p * np.asarray(actionness, dtype=np.float64), 0.0, None))
+
+
+def to_records(out: dict, meta: list[dict], clip_len: float, sigma: float = 0.5, top_k: int = TOP_K,
+               use_actionness: bool = True) -> list[dict]:
+    """Model outputs of one batch -> submission records.
+
+    out: pred_logits (B, N), pred_spans (B, N, 2) (centre, width) in [0, 1] of the valid length,
+    pred_actionness (B, N) (optional), saliency (B, T); meta: per sample qid, query, vid, n_clips, duration.
+    """
+    logits = out["pred_logits"].float().cpu().numpy()
+    spans = out["pred_spans"].float().cpu().numpy()
+    act = out.get("pred_actionness")
+    act = act.float().cpu().numpy() if (act is not None and use_actionness) else None
+    sal = out["saliency"].float().cpu().numpy()
+    records = []
+    for i, m in enumerate(meta):
+        length = m["n_clips"] * clip_len  # the feature timeline; the video's own duration caps it
+        duration = min(length, m["duration"]) if m.get("duration") else length
+        scores = confidence(logits[i], act[i]) if act is not None else 1.0 / (1.0 + np.exp(-logits[i]))
+        se = np.stack([spans[i, :, 0] - spans[i, :, 1] / 2, spans[i, :, 0] + spans[i, :, 1] / 2], -1) * length
+        se = np.clip(se, 0.0, duration)
+        ok = se[:, 1] > se[:, 0]
+        windows, kept = soft_nms(se[ok], scores[ok], sigma=sigma, top_k=top_k)
+        records.append({
+            "qid": m["qid"], "query": m["query"], "vid": m["vid"],
+            "pred_relevant_windows": [[round(float(s), 4), round(float(e), 4), round(float(c), 6)]
+                                      for (s, e), c in zip(windows, kept)],
+            "pred_saliency_scores": [round(float(x), 6) for x in sal[i, : m["n_clips"]]],
+        })
+    return records
