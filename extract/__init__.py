@@ -3,4 +3,4 @@
 # Bump when a code change alters the cached feature values (decoding, sampling, backbone numerics).
 # It is part of the cache identity hash, so a new version builds a new store instead of mixing features;
 # other code changes re-run the shard jobs, which keep every complete array.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2

@@ -41,7 +41,7 @@ class VideoDecodeError(RuntimeError):
 class DecodeSpec:
     clip_len: float  # seconds per clip (Tab. A: 2.0 QVHighlights/TACoS, 1.0 Charades-STA)
     frames_per_clip: int = 4  # InternVideo2-1B f4 checkpoint
-    size: int = 224  # square resize, bicubic, no crop
+    size: int = 224  # square resize by the decoder (swscale, bicubic: FFmpeg's default), no crop
     chunk_clips: int = 32  # clips per message from a worker (bounds memory per video)
 
 
@@ -80,17 +80,6 @@ def probe_codec(path: str) -> str | None:
         return None
 
 
-def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, 3, size, size) uint8, bicubic with antialiasing (PIL-like downscale)."""
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-    return x.round_().clamp_(0, 255).to(torch.uint8).numpy()
-
-
 def normalize(frames_u8, device=None, dtype=None):
     """uint8 (B, T, 3, S, S) -> float (B, 3, T, S, S) with ImageNet mean/std, on ``device``."""
     import torch
@@ -105,7 +94,7 @@ def normalize(frames_u8, device=None, dtype=None):
 class _Reader:
     """decord access to one video with the fallbacks this project relies on."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, size: int):
         import decord
 
         if not os.path.exists(path):
@@ -113,10 +102,10 @@ class _Reader:
         if os.path.isfile(path) and os.path.getsize(path) == 0:
             raise VideoDecodeError(f"empty file: {path}")
         try:
-            self.vr = decord.VideoReader(path, num_threads=1)
+            self.vr = decord.VideoReader(path, num_threads=1, width=size, height=size)
         except Exception as err:  # noqa: BLE001 - decord raises RuntimeError or DECORDError
             raise VideoDecodeError(f"cannot open: {_short(err)}") from None
-        self.path = path
+        self.path, self.size = path, size
         self.n_frames = len(self.vr)
         if self.n_frames == 0:
             raise VideoDecodeError("no video frames")
@@ -135,7 +124,7 @@ class _Reader:
         self.clamped = False  # set when frames past a decode error were replaced by the last good one
 
     def frames(self, indices: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 for non-decreasing frame ``indices`` (successive calls continue forward)."""
+        """(N, size, size, 3) uint8 for non-decreasing frame ``indices`` (successive calls continue forward)."""
         if not self.sequential:
             try:
                 return self.vr.get_batch(indices.tolist()).asnumpy()
@@ -147,7 +136,8 @@ class _Reader:
     def _restart_sequential(self) -> None:
         import decord
 
-        self.vr = decord.VideoReader(self.path, num_threads=1)  # a reader that raised may be in a bad state
+        # a reader that raised may be in a bad state
+        self.vr = decord.VideoReader(self.path, num_threads=1, width=self.size, height=self.size)
         self._seq_pos = 0
         self._seq_last = None
 
@@ -180,7 +170,7 @@ def iter_video_chunks(path: str, spec: DecodeSpec) -> Iterator[tuple[str, object
     ``info`` = {"n_clips", "duration", "fps", "n_frames", "codec", "sequential"}. The final message is
     ("done", {"clamped": bool, "n_decodable": int}). Raises :class:`VideoDecodeError`.
     """
-    reader = _Reader(path)
+    reader = _Reader(path, spec.size)
     times = clip_frame_times(reader.duration, spec.clip_len, spec.frames_per_clip)
     n_clips = len(times)
     yield "start", {
@@ -195,7 +185,7 @@ def iter_video_chunks(path: str, spec: DecodeSpec) -> Iterator[tuple[str, object
         block = times[first : first + spec.chunk_clips]
         idx = times_to_indices(block.reshape(-1), reader.frame_starts, reader.n_decodable)
         reader.clamped |= bool(len(reader.frame_starts) < reader.n_frames and idx.max() == reader.n_decodable - 1)
-        frames = resize_frames(reader.frames(idx), spec.size)
+        frames = reader.frames(idx).transpose(0, 3, 1, 2)  # (N, 3, S, S)
         yield "chunk", (first, frames.reshape(len(block), spec.frames_per_clip, *frames.shape[1:]))
     yield "done", {"clamped": reader.clamped, "n_decodable": reader.n_decodable}
 
@@ -222,9 +212,6 @@ def _short(err: BaseException) -> str:
 
 
 def _worker(tasks: mp.Queue, results: mp.Queue, worker_id: int, spec: DecodeSpec) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # resize threads would fight the model for cores
     while True:
         task = tasks.get()
         if task is None:

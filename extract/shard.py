@@ -265,7 +265,7 @@ def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, work
                 st.pop("feats", None)
                 report["videos"]["failed"].append({"vid": vid, "file": st["file"], "reason": payload})
                 bar.update(1)
-            bar.set_postfix(clips_per_s=f"{clips / max(time.perf_counter() - t_start, 1e-9):.1f}")
+            bar.set_postfix(clips_per_s=f"{clips / max(time.perf_counter() - t_start, 1e-9):.1f}", refresh=False)
         while batcher.n:
             run_batch(batcher.take())
     finally:

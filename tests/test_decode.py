@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import REAL_VIDEOS, write_video
-from extract.decode import (DecodePool, DecodeSpec, clip_frame_times, decode_video, num_clips, resize_frames,
-                            times_to_indices)
+from extract.decode import DecodePool, DecodeSpec, clip_frame_times, decode_video, num_clips, times_to_indices
 
 
-def sequential_frames(path):
-    """Every frame by forward decoding (the reliable path), plus the decoder's timestamps."""
-    vr = decord.VideoReader(str(path), num_threads=1)
+def sequential_frames(path, size):
+    """Every frame by forward decoding (the reliable path), resized by the decoder, plus its timestamps."""
+    vr = decord.VideoReader(str(path), num_threads=1, width=size, height=size)
     frames = []
     while True:
         try:
@@ -28,10 +27,10 @@ def sequential_frames(path):
 
 
 def expected_clips(path, spec):
-    frames, ts = sequential_frames(path)
+    frames, ts = sequential_frames(path, spec.size)
     times = clip_frame_times(float(ts[-1, 1]), spec.clip_len, spec.frames_per_clip)
     idx = times_to_indices(times.reshape(-1), ts[:, 0], len(frames))
-    out = resize_frames(frames[idx], spec.size)
+    out = frames[idx].transpose(0, 3, 1, 2)
     return out.reshape(len(times), spec.frames_per_clip, *out.shape[1:])
 
 

@@ -24,8 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sdst.model.layers import (MLP, AttentionBlock, FFNBlock, InputProjection, inverse_sigmoid, roi_align_1d,
-                               span_encoding, temporal_encoding)
+from sdst.model.layers import (MLP, AttentionBlock, FFNBlock, InputNorm, InputProjection, inverse_sigmoid,
+                               roi_align_1d, span_encoding, temporal_encoding)
 from sdst.model.sparse_attention import SPARSE_ATTENTION
 
 
@@ -158,6 +158,9 @@ class SDST(nn.Module):
                 if not -cache_layers <= lvl < cache_layers:
                     raise ValueError(f"level {lvl} is not among the {cache_layers} cached layers")
         f, m, k = cfg.hidden_dim, cfg.num_queries, len(self.levels)
+        n_cache = cache_layers or max(max(self.levels), max(self.text_levels), -min(self.levels + self.text_levels) - 1) + 1
+        self.video_norm = InputNorm(n_cache, video_dim)  # training-set statistics, set by the trainer
+        self.text_norm = InputNorm(n_cache, text_dim)
         self.video_proj = InputProjection(video_dim, f, cfg.input_dropout)  # F_v (Eq. 2), shared
         self.text_proj = InputProjection(text_dim, f, cfg.input_dropout)  # F_t (Eq. 2), shared
         self.text_pool = TextPool(f)
@@ -201,6 +204,7 @@ class SDST(nn.Module):
         """video (B, K_cache, T, Fv), video_mask (B, T); text (B, K_cache, L, Ft), text_mask (B, L)."""
         b, _, t, _ = video.shape
         cfg = self.cfg
+        video, text = self.video_norm(video), self.text_norm(text)
         lengths = video_mask.sum(1)
         ca_mask = text_mask.clone()
         ca_mask[:, 0] = False  # the cross-attentions exclude the CLS token (§3.3.2)

@@ -48,7 +48,7 @@ def annotation_files(name):
 
 
 def shard_reports(name):
-    n = RUN["shards"]
+    n = dataset(name).get("shards", RUN["shards"])
     return [f"{xdir(name)}/shards/{i}-of-{n}.json" for i in range(n)]
 
 

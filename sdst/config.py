@@ -1,0 +1,141 @@
+"""Stage-2 configuration: config.yaml sections -> one resolved, self-contained run configuration.
+
+A run is (dataset, model variant, seed). Its configuration merges, in order: the arch's dataclass defaults
+(the paper's values, cited there) <- ``model.datasets[dataset]`` (keys the arch has) <- the variant's own
+keys <- ``--set`` overrides; and ``train`` <- ``train.datasets[dataset]``. The resolved dict is what Snakemake
+passes to the job (its canonical JSON is the rule's parameter, so changing any of it re-runs that job and
+nothing upstream) and what checkpoints carry, so a model can be rebuilt from its checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdst.losses import LossConfig
+from sdst.model import MODELS, model_config
+
+# dims of the cached features per backbone (pooled video dim, text hidden dim) — used when no cache is at
+# hand (parameter counts); runs read the dims from the store itself.
+BACKBONE_DIMS = {"1b": {"attn": 768, "mean": 1408, "cls": 1408, "text": 1024},
+                 "tiny": {"attn": 128, "mean": 128, "cls": 128, "text": 384}}
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60  # QVHighlights (Tab. A)
+    batch_size: int = 32  # (Tab. A)
+    lr: float = 1e-4  # AdamW (§A)
+    weight_decay: float = 1e-4  # (§A)
+    lr_step: int = 20  # step decay every 20 epochs (§A)
+    lr_gamma: float = 0.1  # (§A)
+    warmup_iters: int = 2000  # linear warmup (§A)
+    warmup_ratio: float = 0.001  # (§A)
+    clip_grad: float = 35.0  # max norm (§A)
+    min_clips: int = 5  # "minimum video length 5" (Tab. A) [decided: shorter videos are not trained on]
+    amp: bool = True  # mixed precision on GPU (§A); CPU runs in fp32
+    preload: bool = True  # read the whole cache into RAM once per run (QVH ~4.7 GB at 1b)
+    num_workers: int = 0  # DataLoader workers (each opens the store once)
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    select_metrics: list[str] | None = None  # summed to pick the best epoch; None: by dataset type
+    nms_sigma: float = 0.5  # Gaussian soft-NMS (§C.4) [decided, ActionFormer]
+    eval_batch_size: int = 64
+    loss: dict = field(default_factory=dict)  # LossConfig overrides (Tab. G)
+
+
+SELECT_METRICS = {"qvh": ["MR-full-mAP", "HL-min-VeryGood-mAP"], "mr": ["MR-R1@0.5", "MR-R1@0.7", "MR-mIoU"]}
+
+
+def dataclass_from(cls, values: dict, where: str):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
+def parse_set(items: list[str] | None) -> dict:
+    """``["model.share_weights=false", "train.lr=2e-4"]`` -> nested dict (values parsed as JSON, else YAML)."""
+    import yaml
+
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        parts = key.split(".")
+        if parts[0] not in ("model", "train"):
+            parts = ["model"] + parts  # bare keys are model parameters
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        try:
+            node[parts[-1]] = json.loads(value)  # numbers like 2e-4, true/false, lists
+        except json.JSONDecodeError:
+            node[parts[-1]] = yaml.safe_load(value)  # bare words and YAML forms
+    return out
+
+
+def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dict | None = None) -> dict:
+    """The complete configuration of one run, as plain JSON-able data."""
+    if dataset not in config["datasets"]:
+        raise ValueError(f"dataset {dataset!r} is not configured; configured: {sorted(config['datasets'])}")
+    variants = config["model"]["variants"]
+    if model not in variants:
+        raise ValueError(f"model {model!r} is not a configured variant; variants: {sorted(variants)}")
+    sets = sets or {}
+    variant = dict(variants[model])
+    arch = variant.pop("arch")
+    if arch not in MODELS:
+        raise ValueError(f"model variant {model!r}: unknown arch {arch!r}; registered: {sorted(MODELS)}")
+    known = {f.name for f in dataclasses.fields(MODELS[arch][0])}
+    params = {k: v for k, v in config["model"].get("datasets", {}).get(dataset, {}).items() if k in known}
+    params.update(variant)
+    params.update(sets.get("model", {}))
+    cfg = model_config(arch, params)  # validates
+
+    train = {k: v for k, v in config["train"].items() if k not in ("seeds", "datasets")}
+    for k, v in config["train"].get("datasets", {}).get(dataset, {}).items():
+        if k == "loss":
+            train["loss"] = {**train.get("loss", {}), **v}
+        else:
+            train[k] = v
+    for k, v in sets.get("train", {}).items():
+        train[k] = v
+    tcfg = dataclass_from(TrainConfig, train, "train")
+    dataclass_from(LossConfig, tcfg.loss, "train.loss")
+
+    ds = config["datasets"][dataset]
+    data = {k: copy.deepcopy(ds[k]) for k in ("annotations", "clip_len", "saliency", "splits", "backbone")}
+    data["name"] = dataset
+    data["eval_type"] = "qvh" if ds["saliency"] == "qvh" else "mr"
+    if tcfg.select_metrics is None:
+        tcfg.select_metrics = SELECT_METRICS[data["eval_type"]]
+    return {"model": {"name": model, "arch": arch, "params": dataclasses.asdict(cfg)},
+            "train": dataclasses.asdict(tcfg), "data": data, "seed": int(seed)}
+
+
+def load_config(path: str | Path) -> dict:
+    """config.yaml, validated against the workflow schema (the same check Snakemake runs)."""
+    import jsonschema
+    import yaml
+
+    path = Path(path)
+    config = yaml.safe_load(path.read_text())
+    schema_path = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    try:
+        jsonschema.validate(config, schema)
+    except jsonschema.ValidationError as err:
+        loc = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ValueError(f"{path}: {loc}: {err.message}") from None
+    return config
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,232 @@
+"""Training (§A, Tab. A): AdamW, linear warmup then step decay, gradient clipping, mixed precision on GPU.
+
+``python -m sdst.train --run RUN_JSON --features SUMMARY --out DIR`` (what Snakemake calls), or
+``python -m sdst.train --config config.yaml --dataset demo --model sdst --seed 0 --features ... --out ...``.
+
+The run directory gets ``checkpoint_last.pt`` (every epoch; a killed run resumes from it and ends exactly
+as an uninterrupted one: the shuffling order is a function of (seed, epoch) and every RNG state is saved),
+``checkpoint_best.pt`` (best epoch on the *selection* split, never a reported split), ``train_log.csv``
+(one row per epoch: losses, learning rate, it/s, selection metrics), ``curves.png`` and
+``train_summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sdst.checkpoint import load_checkpoint, save_checkpoint
+from sdst.config import canonical, load_config, parse_set, resolve_run
+from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record, split_queries
+from sdst.evaluate import evaluate
+from sdst.infer import autocast_for, predict_records, resolve_device
+from sdst.losses import LossConfig, SetCriterion
+from sdst.model import build_model
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def lr_factor(iteration: int, epoch: int, t: dict) -> float:
+    """Linear warmup from warmup_ratio over warmup_iters iterations, times step decay per epoch (§A)."""
+    warm = 1.0
+    if t["warmup_iters"] > 0 and iteration < t["warmup_iters"]:
+        warm = t["warmup_ratio"] + (1 - t["warmup_ratio"]) * iteration / t["warmup_iters"]
+    return warm * t["lr_gamma"] ** (epoch // t["lr_step"])
+
+
+def fit_input_norms(model, dataset: FeatureDataset) -> None:
+    """Standardisation statistics of the cached inputs over the training split (see InputNorm)."""
+    if hasattr(model, "video_norm"):
+        model.video_norm.fit(dataset.video_array(v) for v in dataset.videos())
+    if hasattr(model, "text_norm"):
+        model.text_norm.fit(dataset.query_array(q.key) for q in dataset.items)
+
+
+def write_log(path: Path, history: list[dict]) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(path)
+
+
+def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t, data, seed = run["train"], run["data"], run["seed"]
+    if t["threads"]:
+        torch.set_num_threads(t["threads"])
+    device = resolve_device(t["device"])
+    info = cache_info(features)
+    splits = split_queries(data)
+    make = lambda qs, min_clips: FeatureDataset(  # noqa: E731
+        qs, info.store, data["clip_len"], data["saliency"], min_clips=min_clips, preload=t["preload"],
+        failed=info.failed)
+    train_ds, select_ds = make(splits["train"], t["min_clips"]), make(splits["select"], 0)
+    if len(train_ds) == 0 or len(select_ds) == 0:
+        raise ValueError(f"no training ({len(train_ds)}) or selection ({len(select_ds)}) queries with features; "
+                         f"skipped: train {train_ds.skipped}, select {select_ds.skipped}")
+    select_gt = [query_record(q) for q in select_ds.items]
+    dims = {"video": info.video_dim, "text": info.text_dim, "layers": info.layers}
+
+    seed_everything(seed)
+    model = build_model(run["model"]["arch"], run["model"]["params"], dims["video"], dims["text"], dims["layers"])
+    fit_input_norms(model, train_ds)
+    model.to(device)
+    criterion = SetCriterion(LossConfig(**t["loss"]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    use_amp = device.startswith("cuda") and t["amp"]
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
+
+    last_path, best_path = out_dir / "checkpoint_last.pt", out_dir / "checkpoint_best.pt"
+    start_epoch, iteration, history, best = 0, 0, [], {"score": -math.inf, "epoch": -1}
+    if last_path.is_file():
+        state = load_checkpoint(last_path)
+        if canonical(state["run"]) != canonical(run):
+            print(f"{last_path}: written by another configuration; starting afresh", file=sys.stderr)
+        else:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            start_epoch, iteration = state["epoch"] + 1, state["iteration"]
+            history, best = state["history"], state["best"]
+            set_rng_state(state["rng"])
+            print(f"resuming from {last_path} after epoch {state['epoch'] + 1}", file=sys.stderr)
+
+    print(f"{run['model']['name']} ({run['model']['arch']}) on {data['name']}, seed {seed}: "
+          f"{model.num_params():,} parameters, {len(train_ds)} train / {len(select_ds)} selection queries, "
+          f"device {device}", file=sys.stderr)
+    for epoch in range(start_epoch, t["epochs"]):
+        model.train()
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        loader = torch.utils.data.DataLoader(train_ds, batch_size=t["batch_size"], shuffle=True, generator=gen,
+                                             collate_fn=collate, num_workers=t["num_workers"],
+                                             persistent_workers=False)
+        sums: dict[str, float] = {}
+        n_iter, t0 = 0, time.perf_counter()
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t['epochs']}", disable=not progress, leave=False,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        for batch in bar:
+            lr = t["lr"] * lr_factor(iteration, epoch, t)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = batch_to(batch, device)
+            with autocast_for(device, use_amp):
+                out = model(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"])
+            losses = criterion(out, batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["loss"]).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip_grad"])
+            scaler.step(optimizer)
+            scaler.update()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n_iter += 1
+            iteration += 1
+            bar.set_postfix(loss=f"{float(losses['loss']):.3f}", refresh=False)
+        train_s = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "iterations": iteration, "lr": lr, "it_per_s": n_iter / train_s,
+               **{f"train_{k}": v / max(n_iter, 1) for k, v in sorted(sums.items()) if not k.startswith("aux")}}
+        if device.startswith("cuda"):
+            row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        records = predict_records(model, select_ds, data["clip_len"], t["eval_batch_size"], device,
+                                  t["nms_sigma"], t["amp"])
+        metrics = evaluate(records, select_gt, data["eval_type"])["brief"]
+        score = sum(metrics[m] for m in t["select_metrics"])
+        row.update({f"select_{k}": v for k, v in metrics.items()}, select_score=score)
+        history.append(row)
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch + 1, "metrics": metrics}
+            save_checkpoint(best_path, {"run": run, "dims": dims, "model": model.state_dict(), "epoch": epoch,
+                                        "metrics": metrics})
+        save_checkpoint(last_path, {"run": run, "dims": dims, "model": model.state_dict(),
+                                    "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                                    "epoch": epoch, "iteration": iteration, "history": history, "best": best,
+                                    "rng": rng_state()})
+        write_log(out_dir / "train_log.csv", history)
+        print(f"epoch {epoch + 1}/{t['epochs']}: loss {row.get('train_loss', float('nan')):.4f}, "
+              f"{row['it_per_s']:.2f} it/s, select score {score:.2f} (best {best['score']:.2f} @ {best['epoch']})",
+              file=sys.stderr)
+
+    from sdst.plots import plot_curves
+
+    plot_curves(history, out_dir / "curves.png", title=f"{run['model']['name']} on {data['name']}, seed {seed}")
+    summary = {"best_epoch": best["epoch"], "best_select_score": best["score"], "select_metrics": best.get("metrics"),
+               "epochs": t["epochs"], "parameters": model.num_params(),
+               "mean_it_per_s": float(np.mean([r["it_per_s"] for r in history])) if history else None,
+               "train_queries": len(train_ds), "select_queries": len(select_ds),
+               "skipped_train": train_ds.skipped, "device": device}
+    if any("peak_mem_gb" in r for r in history):
+        summary["peak_mem_gb"] = max(r.get("peak_mem_gb", 0.0) for r in history)
+    (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sdst.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", help="resolved run configuration (JSON string, or @file)")
+    p.add_argument("--config", help="config.yaml (with --dataset/--model/--seed instead of --run)")
+    p.add_argument("--dataset")
+    p.add_argument("--model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--features", required=True, help="extraction summary.json of the dataset's cache")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        if args.run:
+            text = Path(args.run[1:]).read_text() if args.run.startswith("@") else args.run
+            run = json.loads(text)
+        elif args.config and args.dataset and args.model:
+            run = resolve_run(load_config(args.config), args.dataset, args.model, args.seed, parse_set(args.set))
+        else:
+            p.error("give --run, or --config with --dataset and --model")
+        summary = train(run, args.features, args.out, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
