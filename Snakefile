@@ -15,6 +15,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/extract.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

@@ -70,6 +70,18 @@ def fit_input_norms(model, dataset: FeatureDataset) -> None:
         model.text_norm.fit(dataset.query_array(q.key) for q in dataset.items)
 
 
+def code_version() -> str:
+    """Hash of the stage-2 sources: a resumed run must have been started by the same code (a code change
+    re-runs the job from scratch, an interrupted job resumes)."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha1()
+    for f in sorted(root.rglob("*.py")):
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def write_log(path: Path, history: list[dict]) -> None:
     keys: list[str] = []
     for row in history:
@@ -114,16 +126,19 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
 
     last_path, best_path = out_dir / "checkpoint_last.pt", out_dir / "checkpoint_best.pt"
     start_epoch, iteration, history, best = 0, 0, [], {"score": -math.inf, "epoch": -1}
+    best_state = None
+    version = code_version()
     if last_path.is_file():
         state = load_checkpoint(last_path)
-        if canonical(state["run"]) != canonical(run):
-            print(f"{last_path}: written by another configuration; starting afresh", file=sys.stderr)
+        if canonical(state["run"]) != canonical(run) or state.get("code") != version:
+            print(f"{last_path}: written by another configuration or code version; starting afresh",
+                  file=sys.stderr)
         else:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
             start_epoch, iteration = state["epoch"] + 1, state["iteration"]
-            history, best = state["history"], state["best"]
+            history, best, best_state = state["history"], state["best"], state["best_model"]
             set_rng_state(state["rng"])
             print(f"resuming from {last_path} after epoch {state['epoch'] + 1}", file=sys.stderr)
 
@@ -174,17 +189,22 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
         history.append(row)
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, "metrics": metrics}
-            save_checkpoint(best_path, {"run": run, "dims": dims, "model": model.state_dict(), "epoch": epoch,
-                                        "metrics": metrics})
-        save_checkpoint(last_path, {"run": run, "dims": dims, "model": model.state_dict(),
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        # the last checkpoint also holds the best weights: Snakemake deletes a job's outputs (the best
+        # checkpoint) before re-running it, and a resumed run must still be able to write them
+        save_checkpoint(last_path, {"run": run, "dims": dims, "model": model.state_dict(), "code": version,
                                     "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                                     "epoch": epoch, "iteration": iteration, "history": history, "best": best,
-                                    "rng": rng_state()})
+                                    "best_model": best_state, "rng": rng_state()})
         write_log(out_dir / "train_log.csv", history)
         print(f"epoch {epoch + 1}/{t['epochs']}: loss {row.get('train_loss', float('nan')):.4f}, "
               f"{row['it_per_s']:.2f} it/s, select score {score:.2f} (best {best['score']:.2f} @ {best['epoch']})",
               file=sys.stderr)
 
+    if best_state is None:
+        raise RuntimeError("no epoch was trained (epochs = 0?)")
+    save_checkpoint(best_path, {"run": run, "dims": dims, "model": best_state, "epoch": best["epoch"],
+                                "metrics": best.get("metrics"), "code": version})
     from sdst.plots import plot_curves
 
     plot_curves(history, out_dir / "curves.png", title=f"{run['model']['name']} on {data['name']}, seed {seed}")

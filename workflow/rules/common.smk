@@ -62,4 +62,4 @@ def check_hash(wc):
 
 
 def all_targets():
-    return [f"results/{d}/extraction.json" for d in config["evaluate"].get("datasets", [])]
+    return [f"results/{d}/metrics.json" for d in config["evaluate"]["datasets"]]

@@ -1,0 +1,72 @@
+"""Per-seed metrics -> one JSON per dataset and model: mean, std (ddof = 1) and per-seed values.
+
+``python -m sdst.aggregate --dataset D --model M --runs DIR... --splits val [test] --out results/D/M/metrics.json
+[--baseline results/D/random_baseline/metrics_val.json]``. The first split is the headline (``metrics``);
+every split is under ``splits``. Run summaries (best epoch, parameters, it/s) and the queries left out for
+lack of features (failed or missing videos) are carried along.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def summarise(values: list[float]) -> dict:
+    arr = np.asarray([v for v in values if v is not None], dtype=float)
+    return {"mean": round(float(arr.mean()), 2) if arr.size else None,
+            "std": round(float(arr.std(ddof=1)), 2) if arr.size > 1 else 0.0 if arr.size else None,
+            "values": values}
+
+
+def aggregate(dataset: str, model: str, runs: list[str], splits: list[str], baseline: str | None = None) -> dict:
+    runs = sorted(runs, key=lambda r: int(Path(r).name.removeprefix("seed")))
+    out = {"dataset": dataset, "model": model, "seeds": [int(Path(r).name.removeprefix("seed")) for r in runs],
+           "headline_split": splits[0], "splits": {}}
+    for split in splits:
+        per_seed = [json.loads((Path(r) / f"metrics_{split}.json").read_text())["brief"] for r in runs]
+        keys = list(per_seed[0])
+        out["splits"][split] = {k: summarise([m.get(k) for m in per_seed]) for k in keys}
+        info = Path(runs[0]) / f"predictions_{split}.jsonl.info.json"
+        if info.is_file():
+            i = json.loads(info.read_text())
+            out["splits"][split]["_coverage"] = {"queries": i["queries"], "evaluated": i["predicted"],
+                                                 "left_out_videos": i["left_out_videos"]}
+    out["metrics"] = out["splits"][splits[0]]
+    summaries = [json.loads((Path(r) / "train_summary.json").read_text()) for r in runs]
+    out["training"] = {
+        "parameters": summaries[0]["parameters"],
+        "best_epoch": [s["best_epoch"] for s in summaries],
+        "mean_it_per_s": summarise([round(s["mean_it_per_s"], 3) for s in summaries]),
+        "device": summaries[0]["device"],
+    }
+    if baseline:
+        out["random_baseline"] = {"split": splits[0], "metrics": json.loads(Path(baseline).read_text())["brief"]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sdst.aggregate", description=__doc__)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--runs", nargs="+", required=True, help="run directories results/D/M/seedN")
+    p.add_argument("--splits", nargs="+", required=True)
+    p.add_argument("--baseline")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    result = aggregate(args.dataset, args.model, args.runs, args.splits, args.baseline)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    m = result["metrics"]
+    shown = ", ".join(f"{k} {v['mean']} ± {v['std']}" for k, v in m.items()
+                      if not k.startswith("_") and v["mean"] is not None)
+    print(f"{args.dataset}/{args.model} ({result['headline_split']}, {len(args.runs)} seeds): {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

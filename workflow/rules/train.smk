@@ -1,0 +1,137 @@
+# Stage 2: train -> predict -> evaluate per dataset x model x seed, then aggregate over seeds.
+from sdst.config import resolve_run  # noqa: E402
+
+SEEDS = config["train"]["seeds"]
+SDST_CODE = code("sdst")  # any stage-2 source change re-runs training (and what follows)
+
+
+def report_splits(ds):
+    return dataset(ds)["splits"]["report"]
+
+
+def run_config(wc):
+    return canonical_json(resolve_run(config, wc.dataset, wc.model, int(wc.seed)))
+
+
+def eval_type(ds):
+    return "qvh" if dataset(ds)["saliency"] == "qvh" else "mr"
+
+
+rule train:
+    """Train one seed; resumes from checkpoint_last.pt after an interruption."""
+    input:
+        features=lambda wc: f"{xdir(wc.dataset)}/summary.json",
+        annotations=lambda wc: annotation_files(wc.dataset),
+        code=SDST_CODE,
+    output:
+        best="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
+        log_csv="results/{dataset}/{model}/seed{seed}/train_log.csv",
+        curves="results/{dataset}/{model}/seed{seed}/curves.png",
+        summary="results/{dataset}/{model}/seed{seed}/train_summary.json",
+    params:
+        run=run_config,
+        out="results/{dataset}/{model}/seed{seed}",
+    threads: config["train"]["threads"]
+    resources:
+        gpu=0 if config["train"]["device"] == "cpu" else 1,
+    log:
+        "results/{dataset}/{model}/seed{seed}/train.log",
+    wildcard_constraints:
+        seed=r"\d+",
+    shell:
+        "python -m sdst.train --run {params.run:q} --features {input.features} --out {params.out} "
+        "--no-progress > {log} 2>&1"
+
+
+rule predict:
+    """Best checkpoint -> submission file for one reported split (+ its ground truth and coverage)."""
+    input:
+        ckpt="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
+        features=lambda wc: f"{xdir(wc.dataset)}/summary.json",
+        code=SDST_CODE,
+    output:
+        pred="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl",
+        gt="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.gt.jsonl",
+        info="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.info.json",
+    params:
+        device=config["train"]["device"],
+    threads: config["train"]["threads"]
+    log:
+        "results/{dataset}/{model}/seed{seed}/predict_{split}.log",
+    wildcard_constraints:
+        seed=r"\d+",
+    shell:
+        "python -m sdst.infer --checkpoint {input.ckpt} --features {input.features} --split {wildcards.split} "
+        "--device {params.device} --out {output.pred} > {log} 2>&1"
+
+
+rule evaluate_run:
+    input:
+        pred="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl",
+        gt="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.gt.jsonl",
+        code=code("sdst/evaluate.py", "sdst/annotations.py"),
+    output:
+        "results/{dataset}/{model}/seed{seed}/metrics_{split}.json",
+    params:
+        kind=lambda wc: eval_type(wc.dataset),
+    log:
+        "results/{dataset}/{model}/seed{seed}/evaluate_{split}.log",
+    wildcard_constraints:
+        seed=r"\d+",
+    shell:
+        "python -m sdst.evaluate --submission {input.pred} --gt {input.gt} --out {output} "
+        "--dataset-type {params.kind} > {log} 2>&1"
+
+
+rule random_baseline:
+    """Random windows and saliency on the headline split: the floor every model must clear."""
+    input:
+        gt=lambda wc: dataset(wc.dataset)["annotations"][report_splits(wc.dataset)[0]],
+        code=code("sdst/baseline.py", "sdst/evaluate.py", "sdst/annotations.py"),
+    output:
+        pred="results/{dataset}/random_baseline/predictions.jsonl",
+        metrics="results/{dataset}/random_baseline/metrics.json",
+    params:
+        kind=lambda wc: eval_type(wc.dataset),
+        clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
+    log:
+        "results/{dataset}/random_baseline/baseline.log",
+    shell:
+        "(python -m sdst.baseline --gt {input.gt} --out {output.pred} --clip-len {params.clip_len} && "
+        "python -m sdst.evaluate --submission {output.pred} --gt {input.gt} --out {output.metrics} "
+        "--dataset-type {params.kind}) > {log} 2>&1"
+
+
+def run_dirs(wc):
+    return [f"results/{wc.dataset}/{wc.model}/seed{s}" for s in SEEDS]
+
+
+rule aggregate_model:
+    """Mean, std and per-seed values of every metric for one model on one dataset."""
+    input:
+        metrics=lambda wc: [f"{r}/metrics_{s}.json" for r in run_dirs(wc) for s in report_splits(wc.dataset)],
+        summaries=lambda wc: [f"{r}/train_summary.json" for r in run_dirs(wc)],
+        baseline="results/{dataset}/random_baseline/metrics.json",
+        code=code("sdst/aggregate.py"),
+    output:
+        "results/{dataset}/{model}/metrics.json",
+    params:
+        runs=run_dirs,
+        splits=lambda wc: report_splits(wc.dataset),
+    log:
+        "logs/aggregate/{dataset}/{model}.log",
+    shell:
+        "python -m sdst.aggregate --dataset {wildcards.dataset} --model {wildcards.model} --runs {params.runs} "
+        "--splits {params.splits} --baseline {input.baseline} --out {output} > {log} 2>&1"
+
+
+rule dataset_metrics:
+    """results/{dataset}/metrics.json: the configured default model's aggregated metrics."""
+    input:
+        lambda wc: f"results/{wc.dataset}/{config['model']['default']}/metrics.json",
+    output:
+        "results/{dataset}/metrics.json",
+    log:
+        "logs/aggregate/{dataset}/default.log",
+    shell:
+        "cp {input} {output} 2> {log}"
