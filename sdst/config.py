@@ -16,13 +16,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdst.losses import LossConfig
-from sdst.model import MODELS, model_config
+from sdst.model.configs import ARCH_CONFIGS, model_config
+
+# Sources a training run depends on (relative to the project root; folders mean their *.py files). Snakemake
+# declares them as inputs of the train rule and the trainer hashes them to decide whether a run may resume.
+TRAIN_SOURCES = ("sdst/__init__.py", "sdst/annotations.py", "sdst/checkpoint.py", "sdst/config.py", "sdst/data.py",
+                 "sdst/evaluate.py", "sdst/infer.py", "sdst/losses.py", "sdst/matcher.py", "sdst/plots.py",
+                 "sdst/postprocess.py", "sdst/train.py", "sdst/model", "extract/cache.py")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def source_files(paths=TRAIN_SOURCES, root: Path = PROJECT_ROOT) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        p = root / p
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    return files
+
 
 # dims of the cached features per backbone (pooled video dim, text hidden dim) — used when no cache is at
 # hand (parameter counts); runs read the dims from the store itself.
 BACKBONE_DIMS = {"1b": {"attn": 768, "mean": 1408, "cls": 1408, "text": 1024},
                  "tiny": {"attn": 128, "mean": 128, "cls": 128, "text": 384}}
+
+
+@dataclass
+class LossConfig:
+    l1: float = 1.0  # λ_L1 (Tab. G)
+    iou: float = 1.0  # λ_IoU (Tab. G)
+    sal: float = 0.1  # λ_sal (Tab. G)
+    align_video: float = 0.1  # λ_align_video (Tab. G)
+    align_layer: float = 0.1  # λ_align_layer (Tab. G)
+    act: float = 1.0  # λ_act (Tab. G)
+    cls: float = 1.0  # λ_cls (Tab. G)
+    focal_alpha: float = 0.25  # [decided]
+    focal_gamma: float = 2.0  # [decided]
+    temperature: float = 0.07  # SampledNCE τ [decided, R2-Tuning]
+    aux: bool = True  # MR losses at every level, not only the last (Eq. 13)
 
 
 @dataclass
@@ -91,9 +121,9 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
     sets = sets or {}
     variant = dict(variants[model])
     arch = variant.pop("arch")
-    if arch not in MODELS:
-        raise ValueError(f"model variant {model!r}: unknown arch {arch!r}; registered: {sorted(MODELS)}")
-    known = {f.name for f in dataclasses.fields(MODELS[arch][0])}
+    if arch not in ARCH_CONFIGS:
+        raise ValueError(f"model variant {model!r}: unknown arch {arch!r}; registered: {sorted(ARCH_CONFIGS)}")
+    known = {f.name for f in dataclasses.fields(ARCH_CONFIGS[arch])}
     params = {k: v for k, v in config["model"].get("datasets", {}).get(dataset, {}).items() if k in known}
     params.update(variant)
     params.update(sets.get("model", {}))

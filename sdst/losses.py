@@ -11,28 +11,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
+from sdst.config import LossConfig
 from sdst.matcher import MatchCost, hungarian_match
 from sdst.model.layers import span_cw_to_se, temporal_iou
-
-
-@dataclass
-class LossConfig:
-    l1: float = 1.0  # λ_L1 (Tab. G)
-    iou: float = 1.0  # λ_IoU (Tab. G)
-    sal: float = 0.1  # λ_sal (Tab. G)
-    align_video: float = 0.1  # λ_align_video (Tab. G)
-    align_layer: float = 0.1  # λ_align_layer (Tab. G)
-    act: float = 1.0  # λ_act (Tab. G)
-    cls: float = 1.0  # λ_cls (Tab. G)
-    focal_alpha: float = 0.25  # [decided]
-    focal_gamma: float = 2.0  # [decided]
-    temperature: float = 0.07  # SampledNCE τ [decided, R2-Tuning]
-    aux: bool = True  # MR losses at every level, not only the last (Eq. 13)
 
 
 def sigmoid_focal(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:

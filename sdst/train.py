@@ -29,7 +29,8 @@ from sdst.config import canonical, load_config, parse_set, resolve_run
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record, split_queries
 from sdst.evaluate import evaluate
 from sdst.infer import autocast_for, predict_records, resolve_device
-from sdst.losses import LossConfig, SetCriterion
+from sdst.config import LossConfig
+from sdst.losses import SetCriterion
 from sdst.model import build_model
 
 
@@ -71,14 +72,15 @@ def fit_input_norms(model, dataset: FeatureDataset) -> None:
 
 
 def code_version() -> str:
-    """Hash of the stage-2 sources: a resumed run must have been started by the same code (a code change
-    re-runs the job from scratch, an interrupted job resumes)."""
+    """Hash of the sources training depends on (TRAIN_SOURCES): a run resumes only if started by the same
+    code; a code change re-runs the job from scratch, an interrupted job resumes."""
     import hashlib
 
-    root = Path(__file__).resolve().parent
+    from sdst.config import PROJECT_ROOT, source_files
+
     digest = hashlib.sha1()
-    for f in sorted(root.rglob("*.py")):
-        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    for f in source_files():
+        digest.update(f.relative_to(PROJECT_ROOT).as_posix().encode() + bytes(1) + f.read_bytes())
     return digest.hexdigest()[:12]
 
 

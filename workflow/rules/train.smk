@@ -1,8 +1,8 @@
 # Stage 2: train -> predict -> evaluate per dataset x model x seed, then aggregate over seeds.
-from sdst.config import resolve_run  # noqa: E402
+from sdst.config import TRAIN_SOURCES, resolve_run  # noqa: E402
 
 SEEDS = config["train"]["seeds"]
-SDST_CODE = code("sdst")  # any stage-2 source change re-runs training (and what follows)
+SDST_CODE = code(*TRAIN_SOURCES)  # what training imports: a change re-runs training and what follows
 
 
 def report_splits(ds):
@@ -48,7 +48,7 @@ rule predict:
     input:
         ckpt="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
         features=lambda wc: f"{xdir(wc.dataset)}/summary.json",
-        code=SDST_CODE,
+        code=code("sdst/infer.py", "sdst/postprocess.py", "sdst/data.py", "sdst/checkpoint.py"),
     output:
         pred="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl",
         gt="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.gt.jsonl",
