@@ -55,3 +55,61 @@ def env_with_venv():
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
+
+
+def make_synthetic_cache(root, n_train=48, n_val=16, clips=(10, 16), layers=4, vdim=24, tdim=20, seed=0):
+    """A real Zarr feature store with learnable structure, QVHighlights-format annotations and the
+    extraction summary stage 2 reads. Each query has a "colour" (one of 4); clips inside its window carry
+    that colour's direction in the video features, and the query's tokens carry it in the text features."""
+    import json
+
+    from extract.cache import FeatureStore
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    store = FeatureStore.create(root / "features.zarr", {"synthetic": seed})
+    vdirs, tdirs = rng.normal(size=(4, vdim)), rng.normal(size=(4, tdim))
+    ann = {}
+    qid = 0
+    for split, n in (("train", n_train), ("val", n_val)):
+        rows = []
+        for i in range(n):
+            vid = f"{split}{i:03d}"
+            t = int(rng.integers(*clips))
+            colour = int(rng.integers(4))
+            length = int(rng.integers(2, max(3, t // 2)))
+            start = int(rng.integers(0, t - length))
+            v = rng.normal(size=(layers, t, vdim)) * 0.5
+            v[:, start:start + length] += 2.0 * vdirs[colour]
+            store.write_video(vid, v.astype(np.float32))
+            n_tok = int(rng.integers(4, 9))
+            txt = rng.normal(size=(layers, n_tok, tdim)) * 0.5
+            txt[:, 1:] += 2.0 * tdirs[colour]
+            store.write_query(str(qid), txt.astype(np.float32), vid=vid)
+            rows.append({"qid": qid, "query": f"colour {colour}", "duration": t * 2.0, "vid": vid,
+                         "relevant_windows": [[start * 2.0, (start + length) * 2.0]],
+                         "relevant_clip_ids": list(range(start, start + length)),
+                         "saliency_scores": [[4, 3, 4]] * length})
+            qid += 1
+        path = root / f"{split}.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in rows))
+        ann[split] = str(path)
+    summary = root / "summary.json"
+    summary.write_text(json.dumps({"store": str(root / "features.zarr"), "failed_videos": []}))
+    return {"annotations": ann, "summary": str(summary), "store": str(root / "features.zarr")}
+
+
+def synthetic_run(ann: dict, epochs=3, **train):
+    """A resolved run configuration for the synthetic cache (small model, CPU)."""
+    from sdst.config import resolve_run
+
+    config = {
+        "datasets": {"syn": {"annotations": ann, "videos": "unused", "backbone": "tiny", "clip_len": 2.0,
+                             "saliency": "qvh",
+                             "splits": {"train": "train", "select": {"holdout": 0.25}, "report": ["val"]}}},
+        "model": {"default": "sdst", "variants": {"sdst": {"arch": "sdst", "hidden_dim": 32, "num_queries": 6,
+                                                           "heads": 4, "deform_heads": 4}}},
+        "train": {"epochs": epochs, "batch_size": 8, "lr": 5e-4, "warmup_iters": 5, "lr_step": 100,
+                  "min_clips": 0, "threads": 1, "device": "cpu", **train},
+    }
+    return resolve_run(config, "syn", "sdst", seed=0)

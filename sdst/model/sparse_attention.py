@@ -72,7 +72,8 @@ class _DeformableBase(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def attend(self, H, q_hat, R, D, lengths):
-        """Eq. 9 with per-head values: S = Σ_p A_p · V[c + (w/2)·Δ_p]; returns (out, offsets, weights)."""
+        """Eq. 9 with per-head values: S = Σ_p A_p · V[c + (w/2)·Δ_p]. Returns (H, info) with the offsets Δ,
+        the weights A and the sampled positions, each (B, M, heads, points)."""
         b, m, _ = H.shape
         offsets = self.offsets(q_hat).view(b, m, self.heads, self.points)
         weights = self.weights(q_hat).view(b, m, self.heads, self.points).softmax(-1)
@@ -86,7 +87,7 @@ class _DeformableBase(nn.Module):
         sampled = sampled.view(b, self.heads, m, self.points, hd)
         out = (sampled * weights.permute(0, 2, 1, 3).unsqueeze(-1)).sum(3)  # (B, heads, M, hd)
         out = self.out(out.permute(0, 2, 1, 3).reshape(b, m, -1))
-        return self.norm(H + self.drop(out)), {"offsets": offsets, "weights": weights}
+        return self.norm(H + self.drop(out)), {"offsets": offsets, "weights": weights, "positions": pos}
 
 
 class RDSA(_DeformableBase):
@@ -107,7 +108,9 @@ class RDSA(_DeformableBase):
         b, m, _ = R.shape
         pos = torch.stack([R[..., 0] + a * R[..., 1] / 2 for a in self.anchor], dim=-1)  # (B, M, n)
         x_q = sample_1d(ctx, pos.reshape(b, -1), lengths).reshape(b, m, -1)  # (B, M, n*F)
-        return self.attend(H, self.query(x_q), R, D, lengths)
+        H, info = self.attend(H, self.query(x_q), R, D, lengths)
+        info["query_positions"] = pos
+        return H, info
 
 
 class DeformableCA(_DeformableBase):

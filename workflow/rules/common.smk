@@ -1,4 +1,4 @@
-# Pure helpers shared by the rules: paths, canonical parameters, code dependencies, input checks.
+# Pure helpers for the workflow files: paths, canonical parameters, code dependencies, input checks.
 import json
 import sys
 from pathlib import Path
@@ -9,13 +9,14 @@ if str(ROOT) not in sys.path:
 
 from extract.cache import canonical_json, identity_hash  # noqa: E402
 from extract.config import extraction_identity  # noqa: E402
+from sdst.config import TRAIN_SOURCES, resolve_run  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]
 RUN = config["extract"]["run"]
 
 
 def code(*paths):
-    """Source files a rule depends on (Snakemake does not track imported code): dirs expand to *.py."""
+    """Source files a job depends on (Snakemake does not track imported code): dirs expand to *.py."""
     files = []
     for p in paths:
         p = ROOT / p
@@ -63,3 +64,24 @@ def check_hash(wc):
 
 def all_targets():
     return [f"results/{d}/metrics.json" for d in config["evaluate"]["datasets"]]
+
+
+# --- stage 2 -------------------------------------------------------------------------------------
+SEEDS = config["train"]["seeds"]
+SDST_CODE = code(*TRAIN_SOURCES)  # what training imports: a change re-runs training and what follows
+
+
+def report_splits(ds):
+    return dataset(ds)["splits"]["report"]
+
+
+def run_config(wc):
+    return canonical_json(resolve_run(config, wc.dataset, wc.model, int(wc.seed)))
+
+
+def eval_type(ds):
+    return "qvh" if dataset(ds)["saliency"] == "qvh" else "mr"
+
+
+def run_dirs(wc):
+    return [f"results/{wc.dataset}/{wc.model}/seed{s}" for s in SEEDS]

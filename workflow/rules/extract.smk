@@ -15,10 +15,12 @@ for _name, _ds in config["datasets"].items():
             code=code("extract/demo.py"),
         params:
             spec=canonical_json(_ds["generate"]),
-            out=str(Path(_ds["videos"]).parent),
+            out=lambda wc, output: str(Path(output.videos).parent),
         log:
             f"logs/demo_data/{_name}.log",
         threads: 2
+        conda:
+            "../../envs/extract.yaml"
         shell:
             "python -m extract demo-data --out {params.out} --spec {params.spec:q} --workers {threads} > {log} 2>&1"
 
@@ -32,9 +34,11 @@ rule init_store:
         f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
     params:
         identity=lambda wc: canonical_json(identity(wc.dataset)),
-        store=lambda wc: f"{CACHE}/{wc.dataset}/{wc.xhash}/features.zarr",
+        store=lambda wc, output: str(Path(output[0]).parent / "features.zarr"),
     log:
         f"logs/extract/{{dataset}}/{{xhash}}/init_store.log",
+    conda:
+        "../../envs/extract.yaml"
     shell:
         "python -m extract init-store --store {params.store} --identity {params.identity:q} --out {output} > {log} 2>&1"
 
@@ -60,6 +64,8 @@ rule extract_shard:
         gpu=0 if RUN["device"] == "cpu" else 1,
     log:
         f"logs/extract/{{dataset}}/{{xhash}}/shard{{shard}}-of-{{nshards}}.log",
+    conda:
+        "../../envs/extract.yaml"
     shell:
         "python -m extract shard --store-json {input.store} --annotations {input.annotations} "
         "--videos {input.videos} {params.checkpoint} --shard {wildcards.shard} --n-shards {wildcards.nshards} "
@@ -77,6 +83,8 @@ rule extract_summary:
         f"{CACHE}/{{dataset}}/{{xhash}}/summary.json",
     log:
         f"logs/extract/{{dataset}}/{{xhash}}/summary.log",
+    conda:
+        "../../envs/extract.yaml"
     shell:
         "python -m extract summary --store-json {input.store} --shards {input.shards} --out {output} > {log} 2>&1"
 
@@ -89,5 +97,7 @@ rule extraction_report:
         "results/{dataset}/extraction.json",
     log:
         "logs/extract/{dataset}/extraction_report.log",
+    conda:
+        "../../envs/extract.yaml"
     shell:
         "cp {input} {output} 2> {log}"

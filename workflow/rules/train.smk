@@ -1,20 +1,4 @@
 # Stage 2: train -> predict -> evaluate per dataset x model x seed, then aggregate over seeds.
-from sdst.config import TRAIN_SOURCES, resolve_run  # noqa: E402
-
-SEEDS = config["train"]["seeds"]
-SDST_CODE = code(*TRAIN_SOURCES)  # what training imports: a change re-runs training and what follows
-
-
-def report_splits(ds):
-    return dataset(ds)["splits"]["report"]
-
-
-def run_config(wc):
-    return canonical_json(resolve_run(config, wc.dataset, wc.model, int(wc.seed)))
-
-
-def eval_type(ds):
-    return "qvh" if dataset(ds)["saliency"] == "qvh" else "mr"
 
 
 rule train:
@@ -30,12 +14,14 @@ rule train:
         summary="results/{dataset}/{model}/seed{seed}/train_summary.json",
     params:
         run=run_config,
-        out="results/{dataset}/{model}/seed{seed}",
+        out=lambda wc, output: str(Path(output.best).parent),
     threads: config["train"]["threads"]
     resources:
         gpu=0 if config["train"]["device"] == "cpu" else 1,
     log:
         "results/{dataset}/{model}/seed{seed}/train.log",
+    conda:
+        "../../envs/sdst.yaml"
     wildcard_constraints:
         seed=r"\d+",
     shell:
@@ -58,6 +44,8 @@ rule predict:
     threads: config["train"]["threads"]
     log:
         "results/{dataset}/{model}/seed{seed}/predict_{split}.log",
+    conda:
+        "../../envs/sdst.yaml"
     wildcard_constraints:
         seed=r"\d+",
     shell:
@@ -76,6 +64,8 @@ rule evaluate_run:
         kind=lambda wc: eval_type(wc.dataset),
     log:
         "results/{dataset}/{model}/seed{seed}/evaluate_{split}.log",
+    conda:
+        "../../envs/sdst.yaml"
     wildcard_constraints:
         seed=r"\d+",
     shell:
@@ -96,14 +86,12 @@ rule random_baseline:
         clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
     log:
         "results/{dataset}/random_baseline/baseline.log",
+    conda:
+        "../../envs/sdst.yaml"
     shell:
         "(python -m sdst.baseline --gt {input.gt} --out {output.pred} --clip-len {params.clip_len} && "
         "python -m sdst.evaluate --submission {output.pred} --gt {input.gt} --out {output.metrics} "
         "--dataset-type {params.kind}) > {log} 2>&1"
-
-
-def run_dirs(wc):
-    return [f"results/{wc.dataset}/{wc.model}/seed{s}" for s in SEEDS]
 
 
 rule aggregate_model:
@@ -120,6 +108,8 @@ rule aggregate_model:
         splits=lambda wc: report_splits(wc.dataset),
     log:
         "logs/aggregate/{dataset}/{model}.log",
+    conda:
+        "../../envs/sdst.yaml"
     shell:
         "python -m sdst.aggregate --dataset {wildcards.dataset} --model {wildcards.model} --runs {params.runs} "
         "--splits {params.splits} --baseline {input.baseline} --out {output} > {log} 2>&1"
@@ -133,5 +123,7 @@ rule dataset_metrics:
         "results/{dataset}/metrics.json",
     log:
         "logs/aggregate/{dataset}/default.log",
+    conda:
+        "../../envs/sdst.yaml"
     shell:
         "cp {input} {output} 2> {log}"

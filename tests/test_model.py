@@ -1,0 +1,119 @@
+"""SDST model: shapes, parameter counts (Tab. J), every ablation switch, RDSA geometry, sampling helpers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from sdst.model import build_model
+from sdst.model.layers import roi_align_1d, sample_1d
+from sdst.model.sparse_attention import RDSA
+
+
+def _inputs(b=2, k=4, t=12, l=7, dv=32, dt=24, lengths=(12, 9)):
+    torch.manual_seed(0)
+    vmask = torch.zeros(b, t, dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        vmask[i, :n] = True
+    tmask = torch.ones(b, l, dtype=torch.bool)
+    tmask[1, 5:] = False
+    return torch.randn(b, k, t, dv), vmask, torch.randn(b, k, l, dt), tmask
+
+
+SMALL = {"hidden_dim": 32, "num_queries": 6, "heads": 4, "deform_heads": 4}
+
+
+def test_output_contract():
+    out = build_model("sdst", SMALL, 32, 24, 4)(*_inputs())
+    assert out["pred_logits"].shape == (2, 6) and out["pred_spans"].shape == (2, 6, 2)
+    assert out["pred_actionness"].shape == (2, 6) and out["saliency"].shape == (2, 12)
+    assert len(out["aux_outputs"]) == 3 and out["align_video"].shape == (4, 2, 12, 32)
+    assert ((out["pred_spans"] > 0) & (out["pred_spans"] < 1)).all()
+    assert ((out["pred_actionness"] >= 0) & (out["pred_actionness"] <= 1)).all()
+    assert (out["saliency"][1, 9:] == 0).all()  # padded clips carry no saliency
+
+
+@pytest.mark.parametrize("switch", [
+    {"sparse_attention": "deformable_ca"}, {"sparse_attention": "standard_ca"},
+    {"sparse_attention": "deformable_ca", "query_init": "pure"}, {"query_init": "mixed"},
+    {"sampling_points": "c"}, {"sampling_points": "lr", "context_cnn": False},
+    {"sparse_order": ["sa", "ca", "deform", "ffn"]}, {"sparse_order": ["ca", "sa", "ffn"]},
+    {"condition": "raw"}, {"condition": "ca"}, {"condition": "sa"}, {"share_weights": False},
+    {"levels": [-1, -1, -1, -1]}, {"levels": [-2, -1]},
+])
+def test_every_ablation_switch_builds_and_runs(switch):
+    model = build_model("sdst", {**SMALL, **switch}, 32, 24, 4)
+    out = model(*_inputs())
+    out["pred_spans"].sum().backward()
+    assert torch.isfinite(out["pred_logits"]).all()
+    assert len(out["aux_outputs"]) == len(switch.get("levels", [0, 0, 0, 0])) - 1
+
+
+def test_bad_switches_are_named():
+    with pytest.raises(ValueError, match="sparse_attention"):
+        build_model("sdst", {**SMALL, "sparse_attention": "magic"}, 32, 24, 4)
+    with pytest.raises(ValueError, match="no parameter"):
+        build_model("sdst", {**SMALL, "hiden_dim": 3}, 32, 24, 4)
+    with pytest.raises(ValueError, match="not among the 4 cached layers"):
+        build_model("sdst", {**SMALL, "levels": [-5, -1]}, 32, 24, 4)
+
+
+def _params_cli(*extra):
+    out = subprocess.run([sys.executable, "-m", "sdst.params", "--config", str(ROOT / "config.yaml"),
+                          "--dataset", "qvh", *extra], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout)
+
+
+def test_parameter_counts_match_table_j():
+    """Tab. J: 4.10 M shared, 12.43 M per-level weights (InternVideo2-1B dims: video 768, text 1024)."""
+    shared, unshared = _params_cli(), _params_cli("--set", "share_weights=false")
+    assert shared["dims"] == {"video": 768, "text": 1024, "layers": 4}
+    for result, paper in ((shared, 4.10), (unshared, 12.43)):
+        # within 15% whichever convention the paper's "M" is (10^6 or 2^20)
+        assert abs(result["millions"] - paper) / paper <= 0.15
+        assert abs(result["mebi"] - paper) / paper <= 0.15
+
+
+def test_rdsa_offsets_minus_one_and_plus_one_are_the_reference_edges():
+    """Eq. 9 / Fig. 4: sampled at c + (w/2)·Δ, so Δ = -1 is the left edge and +1 the right edge."""
+    torch.manual_seed(0)
+    rdsa = RDSA(dim=8, heads=2, points=1, query_dim=4, sampling_points="lcr")
+    with torch.no_grad():
+        rdsa.offsets.bias.copy_(torch.tensor([-1.0, 1.0]))  # head 0 -> -1, head 1 -> +1 (weights are 0)
+    t = 10
+    D = torch.zeros(1, t, 8)
+    mask = torch.ones(1, t, dtype=torch.bool)
+    R = torch.tensor([[[0.5, 0.4], [0.25, 0.3]]])  # (centre, width)
+    _, info = rdsa(torch.zeros(1, 2, 8), R, D, mask, torch.tensor([t]))
+    pos = info["positions"][0, :, :, 0]  # (M, heads)
+    torch.testing.assert_close(pos[:, 0], R[0, :, 0] - R[0, :, 1] / 2)  # left edges: 0.3, 0.1
+    torch.testing.assert_close(pos[:, 1], R[0, :, 0] + R[0, :, 1] / 2)  # right edges: 0.7, 0.4
+    # the query embedding is sampled at the left edge, the centre and the right edge (Eq. 10)
+    torch.testing.assert_close(info["query_positions"][0, 0], torch.tensor([0.3, 0.5, 0.7]))
+    # and a ramp (value = clip index) sampled there reads the edge positions in clip units
+    ramp = torch.arange(t, dtype=torch.float32).view(1, t, 1)
+    got = sample_1d(ramp, torch.tensor([[0.3, 0.7]]), torch.tensor([t]))[0, :, 0]
+    torch.testing.assert_close(got, torch.tensor([0.3 * t - 0.5, 0.7 * t - 0.5]))
+
+
+def test_initial_offsets_put_head0_left_head1_right_head2_centre():
+    rdsa = RDSA(dim=16, heads=8, points=4, query_dim=8)
+    bias = rdsa.offsets.bias.detach().view(8, 4).mean(1).tolist()
+    assert bias[0] == pytest.approx(-1.0) and bias[1] == pytest.approx(1.0) and bias[2] == pytest.approx(0.0, abs=1e-6)
+    assert (rdsa.offsets.weight == 0).all() and (rdsa.weights.weight == 0).all()
+
+
+def test_sampling_respects_each_videos_valid_length():
+    x = torch.arange(10, dtype=torch.float32).view(1, 10, 1).repeat(2, 1, 1)
+    lengths = torch.tensor([10, 4])
+    got = sample_1d(x, torch.tensor([[0.0, 0.5, 1.0]] * 2), lengths)[..., 0]
+    torch.testing.assert_close(got[0], torch.tensor([0.0, 4.5, 9.0]))  # clamped to first/last clip centre
+    torch.testing.assert_close(got[1], torch.tensor([0.0, 1.5, 3.0]))  # padding beyond clip 3 never read
+    roi = roi_align_1d(x, torch.tensor([[[0.5, 0.4]], [[0.5, 0.4]]]), lengths, bins=4)[..., 0]
+    # bin centres at 0.35, 0.45, 0.55, 0.65 of 10 clips = clip positions 3, 4, 5, 6
+    torch.testing.assert_close(roi[0, 0], torch.tensor([3.0, 4.0, 5.0, 6.0]))

@@ -1,0 +1,98 @@
+"""Extraction jobs on real h264 files with the tiny backbone: faults recorded, killed shards resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from conftest import REAL_VIDEOS, ROOT, write_video
+from extract.cache import FeatureStore
+
+
+def _dataset(tmp_path, n_good=6):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    rows = []
+    for i in range(n_good):
+        src = REAL_VIDEOS[i % len(REAL_VIDEOS)] if i < 3 else write_video(tmp_path / f"gen{i}.mp4", n_frames=150)
+        shutil.copy(src, videos / f"good{i}.mp4")
+        rows.append(f"good{i}")
+    whole = write_video(tmp_path / "whole.mp4", n_frames=90, faststart=True).read_bytes()
+    (videos / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
+    (videos / "corrupt.mp4").write_bytes(bytes(range(256)) * 20)
+    rows += ["truncated", "corrupt", "absent"]
+    ann = tmp_path / "ann.jsonl"
+    ann.write_text("\n".join(json.dumps({"qid": i, "query": f"query number {i}", "duration": 4.0, "vid": v,
+                                         "relevant_windows": [[0.0, 2.0]]}) for i, v in enumerate(rows)))
+    return videos, ann
+
+
+def _init(tmp_path):
+    identity = {"backbone": "tiny", "checkpoint": None, "clip_len": 1.0, "frames_per_clip": 4, "image_size": 224,
+                "vision_layers": [-2, -1], "pooling": "attn", "text_layers": [-2, -1], "text_max_len": 40,
+                "gelu": "tanh", "seed": 0, "feature_version": 0}
+    out = tmp_path / "store.json"
+    subprocess.run([sys.executable, "-m", "extract", "init-store", "--store", str(tmp_path / "f.zarr"),
+                    "--identity", json.dumps(identity), "--out", str(out)], check=True, cwd=ROOT)
+    return out
+
+
+def _shard_cmd(store_json, videos, ann, report):
+    return [sys.executable, "-m", "extract", "shard", "--store-json", str(store_json), "--annotations", str(ann),
+            "--videos", str(videos), "--shard", "0", "--n-shards", "1", "--workers", "1", "--batch-clips", "2",
+            "--threads", "1", "--timeout", "60", "--device", "cpu", "--out", str(report)]
+
+
+def test_faulty_videos_are_recorded_and_the_rest_extracted(tmp_path):
+    videos, ann = _dataset(tmp_path, n_good=3)
+    store_json = _init(tmp_path)
+    report_path = tmp_path / "report.json"
+    proc = subprocess.run(_shard_cmd(store_json, videos, ann, report_path), cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(report_path.read_text())
+    failed = {f["vid"]: f for f in report["videos"]["failed"]}
+    assert set(failed) == {"truncated", "corrupt", "absent"}
+    assert failed["truncated"]["file"].endswith("truncated.mp4") and failed["truncated"]["reason"]
+    assert "not found" in failed["absent"]["reason"]
+    assert report["videos"]["extracted"] == 3 and report["queries"]["extracted"] == 6  # text of every query
+    store = FeatureStore(tmp_path / "f.zarr")
+    feats = store.read_video("good0")  # bigbuckbunny: 5.28 s at 1-s clips
+    assert feats.shape == (2, 5, 128) and np.isfinite(feats).all()
+    assert "FAILED truncated" in proc.stdout
+    summary = tmp_path / "summary.json"
+    subprocess.run([sys.executable, "-m", "extract", "summary", "--store-json", str(store_json), "--shards",
+                    str(report_path), "--out", str(summary)], check=True, cwd=ROOT, capture_output=True)
+    assert [f["vid"] for f in json.loads(summary.read_text())["failed_videos"]] == ["absent", "corrupt", "truncated"]
+
+
+def test_killed_shard_resumes_without_recomputing_finished_videos(tmp_path):
+    videos, ann = _dataset(tmp_path, n_good=8)
+    store_json = _init(tmp_path)
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen(_shard_cmd(store_json, videos, ann, report), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = FeatureStore(tmp_path / "f.zarr")
+    deadline = time.time() + 240
+    done = []
+    while time.time() < deadline and not done:
+        done = [f"good{i}" for i in range(8) if FeatureStore(tmp_path / "f.zarr").video_complete(f"good{i}")]
+        time.sleep(0.05)
+    assert done and proc.poll() is None, "the shard finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not report.exists()  # the report (the Snakemake output) is written only by a finished shard
+    stamps = {v: (tmp_path / "f.zarr" / "videos" / v / "zarr.json").stat().st_mtime_ns for v in done}
+    finished = subprocess.run(_shard_cmd(store_json, videos, ann, report), cwd=ROOT, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    result = json.loads(report.read_text())
+    assert result["videos"]["already_complete"] >= len(done)
+    assert result["videos"]["already_complete"] + result["videos"]["extracted"] == 8
+    for v, stamp in stamps.items():  # finished arrays were not rewritten
+        assert (tmp_path / "f.zarr" / "videos" / v / "zarr.json").stat().st_mtime_ns == stamp
+    assert all(store.video_complete(f"good{i}") for i in range(8))

@@ -1,0 +1,190 @@
+"""The Snakemake workflow for real: the demo pipeline end to end, then what re-runs after each change.
+
+The demo run (~9 min on 2 cores) is shared by the module: it generates the demo dataset, extracts features
+with the tiny backbone and the real MiniLM text encoder, trains SDST for 3 seeds and evaluates them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+CODE = ["Snakefile", "config.yaml", "workflow", "profiles", "envs", "extract", "sdst"]
+
+
+def snakemake(proj: Path, work: Path, *args, check=True):
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+    proc = subprocess.run([SNAKEMAKE, "-s", str(proj / "Snakefile"), "--directory", str(work), *args],
+                          capture_output=True, text=True, env=env, cwd=work)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def planned(proj: Path, work: Path, target="results/demo/metrics.json") -> dict[str, int]:
+    """Jobs a dry run would execute, by rule (empty when there is nothing to do)."""
+    out = snakemake(proj, work, "-n", "--cores", "2", target).stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:")[1].split("Reasons:")[0]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M))
+    jobs.pop("total", None)
+    return {k: int(v) for k, v in jobs.items()}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    base = tmp_path_factory.mktemp("workflow")
+    proj, work = base / "proj", base / "work"
+    for name in CODE:  # a copy of the workflow code, mtimes kept, so tests may touch sources safely
+        src = ROOT / name
+        (shutil.copytree(src, proj / name, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
+         else shutil.copy2(src, proj / name))
+    work.mkdir()
+    shutil.copy2(proj / "config.yaml", work / "config.yaml")
+    snakemake(proj, work, "--cores", "2", "results/demo/metrics.json")
+    return proj, work
+
+
+@contextmanager
+def edited_config(work: Path, edit):
+    path = work / "config.yaml"
+    original = path.read_text()
+    cfg = yaml.safe_load(original)
+    cfg = edit(cfg) or cfg
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
+def test_demo_pipeline_outputs_and_metrics(demo):
+    proj, work = demo
+    metrics = json.loads((work / "results/demo/metrics.json").read_text())
+    m = metrics["metrics"]
+    assert metrics["seeds"] == [0, 1, 2] and metrics["headline_split"] == "val"
+    # the trained model clearly beats random windows and random saliency
+    assert m["MR-full-R1@0.5"]["mean"] >= 50.0, m["MR-full-R1@0.5"]
+    assert m["HL-min-VeryGood-Hit1"]["mean"] >= 60.0, m["HL-min-VeryGood-Hit1"]
+    base = metrics["random_baseline"]["metrics"]
+    assert m["MR-full-R1@0.5"]["mean"] > base["MR-full-R1@0.5"] + 25
+    assert m["HL-min-VeryGood-Hit1"]["mean"] > base["HL-min-VeryGood-Hit1"] + 25
+    for seed in (0, 1, 2):
+        run = work / f"results/demo/sdst/seed{seed}"
+        for name in ("checkpoint_best.pt", "train_log.csv", "curves.png", "predictions_val.jsonl",
+                     "metrics_val.json", "train.log"):
+            assert (run / name).is_file(), run / name
+    extraction = json.loads((work / "results/demo/extraction.json").read_text())
+    assert extraction["videos"]["failed"] == 0 and extraction["videos"]["total"] == 280
+    assert list((work / "logs/extract/demo").glob("*/shard*.log"))  # a log per job
+
+
+def test_completed_run_has_nothing_to_do(demo):
+    assert planned(*demo) == {}
+
+
+def test_extract_key_change_reruns_extraction(demo):
+    proj, work = demo
+
+    def edit(cfg):
+        cfg["extract"]["frames_per_clip"] = 8
+
+    with edited_config(work, edit):
+        jobs = planned(proj, work)
+    assert jobs.get("extract_shard") == 2 and jobs.get("init_store") == 1 and jobs.get("train") == 3
+    assert "demo_data_demo" not in jobs  # the dataset itself is unchanged
+
+
+@pytest.mark.parametrize("section,edit", [
+    ("train", lambda c: c["train"].__setitem__("lr", 2e-4)),
+    ("train", lambda c: c["train"]["datasets"]["demo"].__setitem__("epochs", 31)),
+    ("model", lambda c: c["model"]["datasets"]["demo"].__setitem__("hidden_dim", 64)),
+    ("model", lambda c: c["model"]["variants"]["sdst"].__setitem__("sparse_attention", "deformable_ca")),
+])
+def test_model_or_train_change_reruns_training_only(demo, section, edit):
+    proj, work = demo
+    with edited_config(work, edit):
+        jobs = planned(proj, work)
+    assert jobs.get("train") == 3, jobs
+    assert not {"demo_data_demo", "init_store", "extract_shard", "extract_summary"} & set(jobs), jobs
+
+
+def test_run_settings_and_key_order_rerun_nothing(demo):
+    proj, work = demo
+
+    def edit(cfg):
+        cfg["extract"]["run"]["batch_clips"] = 7
+        cfg["extract"]["run"]["decode_workers"] = 1
+        cfg["train"] = dict(reversed(list(cfg["train"].items())))  # same values, other key order
+        cfg["extract"] = dict(reversed(list(cfg["extract"].items())))
+
+    with edited_config(work, edit):
+        assert planned(proj, work) == {}
+
+
+def test_code_changes_invalidate_the_rules_that_use_them(demo):
+    proj, work = demo
+
+    @contextmanager
+    def touched(rel):
+        path = proj / rel
+        st = path.stat()
+        os.utime(path)  # newer than every output
+        try:
+            yield
+        finally:
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    with touched("extract/decode.py"):
+        jobs = planned(proj, work)
+        assert jobs.get("extract_shard") == 2 and jobs.get("train") == 3
+    with touched("sdst/losses.py"):
+        jobs = planned(proj, work)
+        assert jobs.get("train") == 3 and "extract_shard" not in jobs
+    with touched("sdst/stats.py"):  # not used by this target
+        assert planned(proj, work) == {}
+    assert planned(proj, work) == {}
+
+
+def test_unknown_config_key_is_rejected(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["extract"]["frame_per_clip"] = 4  # typo
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(ROOT, tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "frame_per_clip" in proc.stdout + proc.stderr
+
+
+def test_default_target_and_lint(tmp_path):
+    shutil.copy2(ROOT / "config.yaml", tmp_path / "config.yaml")
+    proc = snakemake(ROOT, tmp_path, "-n")
+    assert "results/demo/metrics.json" in proc.stdout
+    lint = snakemake(ROOT, tmp_path, "--lint", check=False)
+    assert "Lints for" not in lint.stdout + lint.stderr, lint.stdout
+
+
+def test_conda_envs_cover_the_dependencies():
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[ ]", d)[0].lower() for d in deps} - {"snakemake"}
+    listed = set()
+    for env in (ROOT / "envs").glob("*.yaml"):
+        spec = yaml.safe_load(env.read_text())
+        for dep in spec["dependencies"]:
+            items = dep["pip"] if isinstance(dep, dict) else [dep]
+            listed |= {re.split(r"[<>=!~\[ ]", d)[0].lower() for d in items}
+    assert names <= listed, names - listed
