@@ -1,7 +1,7 @@
 """Per-seed metrics -> one JSON per dataset and model: mean, std (ddof = 1) and per-seed values.
 
 ``python -m sdst.aggregate --dataset D --model M --runs DIR... --splits val [test] --out results/D/M/metrics.json
-[--baseline results/D/random_baseline/metrics_val.json]``. The first split is the headline (``metrics``);
+[--baseline results/D/random_baseline/metrics.json] [--extraction results/D/extraction.json]``. The first split is the headline (``metrics``);
 every split is under ``splits``. Run summaries (best epoch, parameters, it/s) and the queries left out for
 lack of features (failed or missing videos) are carried along.
 """
@@ -23,7 +23,8 @@ def summarise(values: list[float]) -> dict:
             "values": values}
 
 
-def aggregate(dataset: str, model: str, runs: list[str], splits: list[str], baseline: str | None = None) -> dict:
+def aggregate(dataset: str, model: str, runs: list[str], splits: list[str], baseline: str | None = None,
+              extraction: str | None = None) -> dict:
     runs = sorted(runs, key=lambda r: int(Path(r).name.removeprefix("seed")))
     out = {"dataset": dataset, "model": model, "seeds": [int(Path(r).name.removeprefix("seed")) for r in runs],
            "headline_split": splits[0], "splits": {}}
@@ -44,6 +45,10 @@ def aggregate(dataset: str, model: str, runs: list[str], splits: list[str], base
         "mean_it_per_s": summarise([round(s["mean_it_per_s"], 3) for s in summaries]),
         "device": summaries[0]["device"],
     }
+    if extraction:
+        ex = json.loads(Path(extraction).read_text())
+        out["extraction"] = {"videos": ex["videos"], "failed_videos": ex["failed_videos"],
+                             "identity_hash": ex["identity_hash"]}
     if baseline:
         out["random_baseline"] = {"split": splits[0], "metrics": json.loads(Path(baseline).read_text())["brief"]}
     return out
@@ -56,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", nargs="+", required=True, help="run directories results/D/M/seedN")
     p.add_argument("--splits", nargs="+", required=True)
     p.add_argument("--baseline")
+    p.add_argument("--extraction", help="the dataset's extraction summary (its failed videos are listed)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    result = aggregate(args.dataset, args.model, args.runs, args.splits, args.baseline)
+    result = aggregate(args.dataset, args.model, args.runs, args.splits, args.baseline, args.extraction)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     m = result["metrics"]

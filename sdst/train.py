@@ -30,8 +30,7 @@ from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_recor
 from sdst.evaluate import evaluate
 from sdst.infer import autocast_for, predict_records, resolve_device
 from sdst.config import LossConfig
-from sdst.losses import SetCriterion
-from sdst.model import build_model
+from sdst.model import build_criterion, build_model
 
 
 def seed_everything(seed: int) -> None:
@@ -121,7 +120,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     model = build_model(run["model"]["arch"], run["model"]["params"], dims["video"], dims["text"], dims["layers"])
     fit_input_norms(model, train_ds)
     model.to(device)
-    criterion = SetCriterion(LossConfig(**t["loss"]))
+    criterion = build_criterion(run["model"]["arch"], LossConfig(**t["loss"]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     use_amp = device.startswith("cuda") and t["amp"]
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())

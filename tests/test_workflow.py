@@ -48,6 +48,7 @@ def planned(proj: Path, work: Path, target="results/demo/metrics.json") -> dict[
 def demo(tmp_path_factory):
     base = tmp_path_factory.mktemp("workflow")
     proj, work = base / "proj", base / "work"
+    proj.mkdir()
     for name in CODE:  # a copy of the workflow code, mtimes kept, so tests may touch sources safely
         src = ROOT / name
         (shutil.copytree(src, proj / name, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()

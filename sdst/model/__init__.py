@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sdst.model.configs import ARCH_CONFIGS, model_config
 
-__all__ = ["ARCH_CONFIGS", "build_model", "model_config", "model_classes"]
+__all__ = ["ARCH_CONFIGS", "build_criterion", "build_model", "model_config", "model_classes"]
 
 
 def model_classes() -> dict:
@@ -17,6 +17,17 @@ def model_classes() -> dict:
     from sdst.model.sdst import SDST
 
     return {"sdst": SDST}
+
+
+def criterion_classes() -> dict:
+    """arch -> criterion class (constructed from sdst.config.LossConfig; forward(out, batch) -> losses)."""
+    from sdst.losses import SetCriterion
+
+    return {"sdst": SetCriterion}
+
+
+def build_criterion(arch: str, loss_cfg):
+    return criterion_classes()[arch](loss_cfg)
 
 
 def build_model(arch: str, params: dict | None, video_dim: int, text_dim: int, cache_layers: int | None = None):

@@ -100,6 +100,7 @@ rule aggregate_model:
         metrics=lambda wc: [f"{r}/metrics_{s}.json" for r in run_dirs(wc) for s in report_splits(wc.dataset)],
         summaries=lambda wc: [f"{r}/train_summary.json" for r in run_dirs(wc)],
         baseline="results/{dataset}/random_baseline/metrics.json",
+        extraction="results/{dataset}/extraction.json",
         code=code("sdst/aggregate.py"),
     output:
         "results/{dataset}/{model}/metrics.json",
@@ -112,7 +113,8 @@ rule aggregate_model:
         "../../envs/sdst.yaml"
     shell:
         "python -m sdst.aggregate --dataset {wildcards.dataset} --model {wildcards.model} --runs {params.runs} "
-        "--splits {params.splits} --baseline {input.baseline} --out {output} > {log} 2>&1"
+        "--splits {params.splits} --baseline {input.baseline} --extraction {input.extraction} --out {output} "
+        "> {log} 2>&1"
 
 
 rule dataset_metrics:
