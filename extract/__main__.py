@@ -13,6 +13,7 @@ import sys
 # command -> (module, function that adds arguments, function that runs)
 COMMANDS = {
     "inspect-checkpoint": ("extract.checkpoint", "add_inspect_args", "inspect_main"),
+    "check": ("extract.checks", "add_args", "main"),
     "demo-data": ("extract.demo", "add_args", "main"),
     "init-store": ("extract.shard", "add_init_args", "init_main"),
     "shard": ("extract.shard", "add_shard_args", "shard_main"),

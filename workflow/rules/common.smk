@@ -62,6 +62,20 @@ def check_hash(wc):
     return []
 
 
+_CHECKED = {}
+
+
+def dataset_checks(wc):
+    """Input function of init_store: the pre-flight checks of extract.checks run while the DAG is built, so a
+    problem stops the run before any job starts (and only for datasets a target needs)."""
+    from extract.checks import check_dataset
+
+    if wc.dataset not in _CHECKED:
+        ds = dataset(wc.dataset)
+        _CHECKED[wc.dataset] = check_dataset(wc.dataset, ds, generated="generate" in ds)
+    return []
+
+
 def all_targets():
     return [f"results/{d}/metrics.json" for d in config["evaluate"]["datasets"]]
 

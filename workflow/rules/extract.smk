@@ -29,6 +29,7 @@ rule init_store:
     """Create the dataset's Zarr store once, before any shard job writes into it."""
     input:
         check_hash,
+        dataset_checks,
         code=code("extract/cache.py", "extract/config.py", "extract/shard.py", "extract/__init__.py"),
     output:
         f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
