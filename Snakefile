@@ -14,6 +14,21 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+# Path pieces never contain "/"; a model is one of the configured variants (so results/{dataset}/random_baseline
+# is never read as a model's folder).
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_-]+",
+    model="|".join(sorted(config["model"]["variants"])),
+    seed=r"\d+",
+    split=r"[A-Za-z0-9_.-]+",
+    xhash=r"[0-9a-f]{12}",
+    shard=r"\d+",
+    nshards=r"\d+",
+
+
+
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/train.smk"
 

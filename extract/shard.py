@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.cache import FeatureOverflowError, FeatureStore, canonical_json
+from extract.cache import FeatureOverflowError, FeatureStore
 from extract.config import shard_of
-from extract.decode import DecodePool, DecodeSpec, normalize
+from extract.decode import DecodePool, DecodeSpec
+from extract.devices import resolve_device
+from extract.features import encode_clips, encode_queries
 
 DEFAULT_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 
@@ -38,14 +40,6 @@ def find_video(videos_dir: str | Path, vid: str, exts=DEFAULT_EXTS) -> Path | No
         if candidate.is_file():
             return candidate
     return None
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -184,10 +178,9 @@ def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, work
     vision.eval().to(dev)
     text.eval().to(dev)
     n_layers, dim = len(ident["vision_layers"]), vision.pooled_dim(ident["pooling"])
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.startswith("cuda") else _null()
 
     if todo_queries:
-        _extract_queries(store, text, [(k, queries[k]) for k in todo_queries], ident, dev, autocast)
+        _extract_queries(store, text, [(k, queries[k]) for k in todo_queries], ident, dev)
         report["queries"]["extracted"] = len(todo_queries)
 
     spec = DecodeSpec(clip_len=ident["clip_len"], frames_per_clip=ident["frames_per_clip"],
@@ -211,12 +204,7 @@ def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, work
         nonlocal model_s, clips
         frames = np.concatenate([p[2] for p in pieces])
         t0 = time.perf_counter()
-        with torch.inference_mode(), autocast:
-            x = normalize(frames, device=dev)
-            feats = vision.forward_layers(x, ident["vision_layers"], pooling=ident["pooling"])
-        feats = feats.float().cpu().numpy()  # (K, B, D)
-        if dev.startswith("cuda"):
-            torch.cuda.synchronize()
+        feats = encode_clips(vision, frames, ident, dev)  # (K, B, D); .cpu() waits for the GPU
         model_s += time.perf_counter() - t0
         clips += len(frames)
         offset = 0
@@ -278,28 +266,15 @@ def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, work
     return report
 
 
-def _extract_queries(store, text, items, ident, dev, autocast, batch: int = 64) -> None:
-    import torch
-
+def _extract_queries(store, text, items, ident, dev, batch: int = 64) -> None:
     from extract.text import build_tokenizer
 
     tokenizer = build_tokenizer(max_len=ident["text_max_len"])
     for i in range(0, len(items), batch):
         chunk = items[i:i + batch]
-        ids, mask = tokenizer([q for _, (q, _) in chunk])
-        with torch.inference_mode(), autocast:
-            feats = text(ids.to(dev), mask.to(dev), ident["text_layers"]).float().cpu().numpy()  # (K, B, L, D)
-        lengths = mask.sum(1).tolist()
-        for b, (key, (_, vid)) in enumerate(chunk):
-            store.write_query(key, feats[:, b, :lengths[b]], vid=vid)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+        feats = encode_queries(text, tokenizer, [q for _, (q, _) in chunk], ident, dev)
+        for (key, (_, vid)), f in zip(chunk, feats):
+            store.write_query(key, f, vid=vid)
 
 
 # ---------------------------------------------------------------------------------------------------

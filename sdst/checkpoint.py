@@ -1,7 +1,8 @@
 """Checkpoints that carry their configuration: a model is rebuilt from the file alone.
 
 Contents: ``run`` (the resolved run configuration, see :mod:`sdst.config`), ``dims`` (video/text feature
-dims and cached layers), ``model`` (state dict), and for resuming ``optimizer``, ``scheduler``, ``epoch``,
+dims, cached layers and ``extraction``, the identity of the feature cache it was trained on, so features
+can be recomputed for a new video exactly as they were cached), ``model`` (state dict), and for resuming ``optimizer``, ``scheduler``, ``epoch``,
 ``rng`` (torch/numpy/python states), ``best`` and ``history`` (one row per finished epoch).
 Writes are atomic (temporary file + rename), so a killed job leaves the previous checkpoint intact.
 """

@@ -22,7 +22,8 @@ from sdst.model.configs import ARCH_CONFIGS, model_config
 # declares them as inputs of the train rule and the trainer hashes them to decide whether a run may resume.
 TRAIN_SOURCES = ("sdst/__init__.py", "sdst/annotations.py", "sdst/checkpoint.py", "sdst/config.py", "sdst/data.py",
                  "sdst/evaluate.py", "sdst/infer.py", "sdst/losses.py", "sdst/matcher.py", "sdst/plots.py",
-                 "sdst/postprocess.py", "sdst/train.py", "sdst/model", "extract/cache.py")
+                 "sdst/postprocess.py", "sdst/train.py", "sdst/model", "extract/cache.py",
+                 "extract/devices.py")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -76,6 +77,29 @@ class TrainConfig:
     nms_sigma: float = 0.5  # Gaussian soft-NMS (§C.4) [decided, ActionFormer]
     eval_batch_size: int = 64
     loss: dict = field(default_factory=dict)  # LossConfig overrides (Tab. G)
+
+
+# How a run executes, not what it computes: left out of the run identity (the rule parameter Snakemake compares
+# and the resume check), passed to the job as flags instead.
+TRAIN_RUNTIME_KEYS = ("device", "threads", "num_workers", "preload", "eval_batch_size")
+
+
+def run_identity(run: dict) -> dict:
+    """The run configuration without the runtime keys: equal identities give equal results."""
+    out = copy.deepcopy(run)
+    out["train"] = {k: v for k, v in out["train"].items() if k not in TRAIN_RUNTIME_KEYS}
+    return out
+
+
+def with_runtime(run: dict, **overrides) -> dict:
+    """Fill the runtime keys (TrainConfig defaults where absent) and apply the non-None ``overrides``."""
+    out = copy.deepcopy(run)
+    defaults = dataclasses.asdict(TrainConfig())
+    for key in TRAIN_RUNTIME_KEYS:
+        out["train"].setdefault(key, defaults[key])
+        if overrides.get(key) is not None:
+            out["train"][key] = overrides[key]
+    return out
 
 
 SELECT_METRICS = {"qvh": ["MR-full-mAP", "HL-min-VeryGood-mAP"], "mr": ["MR-R1@0.5", "MR-R1@0.7", "MR-mIoU"]}

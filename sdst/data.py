@@ -99,6 +99,7 @@ class CacheInfo:
     video_dim: int
     text_dim: int
     layers: int
+    identity: dict | None = None  # the extraction configuration (extract.config), carried into checkpoints
 
 
 def cache_info(summary_path: str) -> CacheInfo:
@@ -121,7 +122,7 @@ def cache_info(summary_path: str) -> CacheInfo:
         break
     if vdim is None or tdim is None:
         raise ValueError(f"{summary['store']}: the feature cache holds no video or no query features")
-    return CacheInfo(summary["store"], failed, int(vdim), int(tdim), int(layers))
+    return CacheInfo(summary["store"], failed, int(vdim), int(tdim), int(layers), summary.get("identity"))
 
 
 class FeatureDataset(torch.utils.data.Dataset):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from extract.devices import resolve_device
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record
 from sdst.postprocess import to_records
 
@@ -39,12 +40,6 @@ def predict_records(model, dataset: FeatureDataset, clip_len: float, batch_size:
         records += to_records(out, batch["meta"], clip_len, sigma=nms_sigma)
     model.train(was_training)
     return records
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def write_jsonl(path: str | Path, records: list[dict]) -> None:

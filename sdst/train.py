@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from sdst.checkpoint import load_checkpoint, save_checkpoint
-from sdst.config import canonical, load_config, parse_set, resolve_run
+from sdst.config import canonical, load_config, parse_set, resolve_run, run_identity, with_runtime
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record, split_queries
 from sdst.evaluate import evaluate
-from sdst.infer import autocast_for, predict_records, resolve_device
+from extract.devices import resolve_device
+from sdst.infer import autocast_for, predict_records
 from sdst.config import LossConfig
 from sdst.model import build_criterion, build_model
 
@@ -114,7 +115,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
         raise ValueError(f"no training ({len(train_ds)}) or selection ({len(select_ds)}) queries with features; "
                          f"skipped: train {train_ds.skipped}, select {select_ds.skipped}")
     select_gt = [query_record(q) for q in select_ds.items]
-    dims = {"video": info.video_dim, "text": info.text_dim, "layers": info.layers}
+    dims = {"video": info.video_dim, "text": info.text_dim, "layers": info.layers, "extraction": info.identity}
 
     seed_everything(seed)
     model = build_model(run["model"]["arch"], run["model"]["params"], dims["video"], dims["text"], dims["layers"])
@@ -131,7 +132,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     version = code_version()
     if last_path.is_file():
         state = load_checkpoint(last_path)
-        if canonical(state["run"]) != canonical(run) or state.get("code") != version:
+        if canonical(run_identity(state["run"])) != canonical(run_identity(run)) or state.get("code") != version:
             print(f"{last_path}: written by another configuration or code version; starting afresh",
                   file=sys.stderr)
         else:
@@ -232,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", required=True, help="extraction summary.json of the dataset's cache")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--no-progress", action="store_true")
+    runtime = p.add_argument_group("runtime (how the run executes; never changes its results' identity)")
+    runtime.add_argument("--device", default=None)
+    runtime.add_argument("--threads", type=int, default=None)
+    runtime.add_argument("--num-workers", type=int, default=None)
+    runtime.add_argument("--eval-batch-size", type=int, default=None)
+    runtime.add_argument("--preload", type=int, choices=[0, 1], default=None, help="1: read the cache into RAM")
     args = p.parse_args(argv)
     try:
         if args.run:
@@ -241,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
             run = resolve_run(load_config(args.config), args.dataset, args.model, args.seed, parse_set(args.set))
         else:
             p.error("give --run, or --config with --dataset and --model")
+        run = with_runtime(run, device=args.device, threads=args.threads, num_workers=args.num_workers,
+                           eval_batch_size=args.eval_batch_size,
+                           preload=None if args.preload is None else bool(args.preload))
         summary = train(run, args.features, args.out, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,6 +49,39 @@ def shared_data():
     if not DATA.is_dir():
         pytest.fail(f"test data not found at {DATA} (the shared/ folder must sit beside the checkout)")
     return DATA
+
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+WORKFLOW_CODE = ["Snakefile", "config.yaml", "workflow", "profiles", "envs", "extract", "sdst"]
+
+
+def snakemake(proj: Path, work: Path, *args, check=True):
+    """Run Snakemake on the workflow in ``proj`` with ``work`` as working directory."""
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+    proc = subprocess.run([SNAKEMAKE, "-s", str(proj / "Snakefile"), "--directory", str(work), *args],
+                          capture_output=True, text=True, env=env, cwd=work)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def demo_workflow(tmp_path_factory):
+    """The real demo pipeline, once per test session: (project copy, working directory).
+
+    The workflow code is copied (mtimes kept) so tests can touch sources without touching the checkout.
+    """
+    base = tmp_path_factory.mktemp("workflow")
+    proj, work = base / "proj", base / "work"
+    proj.mkdir()
+    for name in WORKFLOW_CODE:
+        src = ROOT / name
+        (shutil.copytree(src, proj / name, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
+         else shutil.copy2(src, proj / name))
+    work.mkdir()
+    shutil.copy2(proj / "config.yaml", work / "config.yaml")
+    snakemake(proj, work, "--cores", "2", "results/demo/metrics.json")
+    return proj, work
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def _run_pool(items, **kw):
 
 
 def test_bad_videos_are_recorded_and_others_extracted(tmp_path):
-    good = write_video(tmp_path / "good.mp4", n_frames=45)
+    write_video(tmp_path / "good.mp4", n_frames=45)
     whole = write_video(tmp_path / "whole.mp4", n_frames=90, faststart=True).read_bytes()
     (tmp_path / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
     (tmp_path / "corrupt.mp4").write_bytes(os.urandom(4096))

@@ -9,7 +9,7 @@ if str(ROOT) not in sys.path:
 
 from extract.cache import canonical_json, identity_hash  # noqa: E402
 from extract.config import extraction_identity  # noqa: E402
-from sdst.config import TRAIN_SOURCES, resolve_run  # noqa: E402
+from sdst.config import TRAIN_SOURCES, resolve_run, run_identity  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]
 RUN = config["extract"]["run"]
@@ -90,7 +90,17 @@ def report_splits(ds):
 
 
 def run_config(wc):
-    return canonical_json(resolve_run(config, wc.dataset, wc.model, int(wc.seed)))
+    """The training job's parameter: its configuration without runtime keys (those are resources)."""
+    return canonical_json(run_identity(resolve_run(config, wc.dataset, wc.model, int(wc.seed))))
+
+
+def train_runtime(key):
+    """A runtime setting of the run (device, workers, ...) as a resource: no re-run when it changes."""
+    def get(wc):
+        value = resolve_run(config, wc.dataset, wc.model, int(wc.seed))["train"][key]
+        return int(value) if isinstance(value, bool) else value
+
+    return get
 
 
 def eval_type(ds):

@@ -59,10 +59,14 @@ rule extract_shard:
             f"--checkpoint {dataset(wc.dataset)['checkpoint']}" if dataset(wc.dataset).get("checkpoint") else ""
         ),
         exts=lambda wc: ",".join(dataset(wc.dataset).get("video_exts", [".mp4", ".mkv", ".webm", ".avi", ".mov"])),
-        run=RUN,
     threads: RUN["threads"]
+    # extract.run settings are resources, not params: changing how the work runs re-runs nothing
     resources:
         gpu=0 if RUN["device"] == "cpu" else 1,
+        decode_workers=RUN["decode_workers"],
+        batch_clips=RUN["batch_clips"],
+        decode_timeout_s=RUN["decode_timeout_s"],
+        device=RUN["device"],
     log:
         f"logs/extract/{{dataset}}/{{xhash}}/shard{{shard}}-of-{{nshards}}.log",
     conda:
@@ -70,8 +74,8 @@ rule extract_shard:
     shell:
         "python -m extract shard --store-json {input.store} --annotations {input.annotations} "
         "--videos {input.videos} {params.checkpoint} --shard {wildcards.shard} --n-shards {wildcards.nshards} "
-        "--workers {params.run[decode_workers]} --batch-clips {params.run[batch_clips]} "
-        "--timeout {params.run[decode_timeout_s]} --device {params.run[device]} --threads {threads} "
+        "--workers {resources.decode_workers} --batch-clips {resources.batch_clips} "
+        "--timeout {resources.decode_timeout_s} --device {resources.device} --threads {threads} "
         "--exts {params.exts} --out {output} > {log} 2>&1"
 
 

@@ -18,15 +18,18 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         gpu=0 if config["train"]["device"] == "cpu" else 1,
+        device=train_runtime("device"),
+        num_workers=train_runtime("num_workers"),
+        eval_batch_size=train_runtime("eval_batch_size"),
+        preload=train_runtime("preload"),
     log:
         "results/{dataset}/{model}/seed{seed}/train.log",
     conda:
         "../../envs/sdst.yaml"
-    wildcard_constraints:
-        seed=r"\d+",
     shell:
         "python -m sdst.train --run {params.run:q} --features {input.features} --out {params.out} "
-        "--no-progress > {log} 2>&1"
+        "--device {resources.device} --threads {threads} --num-workers {resources.num_workers} "
+        "--eval-batch-size {resources.eval_batch_size} --preload {resources.preload} --no-progress > {log} 2>&1"
 
 
 rule predict:
@@ -39,18 +42,16 @@ rule predict:
         pred="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl",
         gt="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.gt.jsonl",
         info="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.info.json",
-    params:
-        device=config["train"]["device"],
     threads: config["train"]["threads"]
+    resources:
+        device=config["train"]["device"],
     log:
         "results/{dataset}/{model}/seed{seed}/predict_{split}.log",
     conda:
         "../../envs/sdst.yaml"
-    wildcard_constraints:
-        seed=r"\d+",
     shell:
         "python -m sdst.infer --checkpoint {input.ckpt} --features {input.features} --split {wildcards.split} "
-        "--device {params.device} --out {output.pred} > {log} 2>&1"
+        "--device {resources.device} --out {output.pred} > {log} 2>&1"
 
 
 rule evaluate_run:
@@ -66,8 +67,6 @@ rule evaluate_run:
         "results/{dataset}/{model}/seed{seed}/evaluate_{split}.log",
     conda:
         "../../envs/sdst.yaml"
-    wildcard_constraints:
-        seed=r"\d+",
     shell:
         "python -m sdst.evaluate --submission {input.pred} --gt {input.gt} --out {output} "
         "--dataset-type {params.kind} > {log} 2>&1"

@@ -1,0 +1,187 @@
+"""One-video prediction: a raw video and a query -> top windows, saliency per clip, and a figure.
+
+    python -m sdst.predict --video V --query "a man opens the door" --checkpoint results/.../checkpoint_best.pt
+                           [--backbone-checkpoint InternVideo2-stage2_1b-224p-f4.pt] [--out DIR]
+
+The video is decoded and encoded with the extraction code path (extract.decode + extract.features) and the
+extraction configuration stored in the checkpoint, in bounded-memory chunks, so any length works (no clip
+cap; the model's positional encoding is sinusoidal). Writes ``<out>/<video>.json`` (top-10 windows with
+scores, one saliency score per clip with its time span) and ``<out>/<video>.png`` (saliency over time,
+predicted windows shaded, thumbnails of the top windows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Prediction:
+    video: str
+    query: str
+    duration: float
+    clip_len: float
+    windows: list[list[float]]  # [start, end, score], best first
+    saliency: list[float]  # one per clip
+    thumbnails: list[np.ndarray]  # RGB middle frame of each of the top windows (up to 3)
+
+    def to_json(self) -> dict:
+        return {"video": self.video, "query": self.query, "duration": self.duration, "clip_len": self.clip_len,
+                "pred_relevant_windows": self.windows,
+                "pred_saliency_scores": self.saliency,
+                "clip_spans": [[round(i * self.clip_len, 3), round(min((i + 1) * self.clip_len, self.duration), 3)]
+                               for i in range(len(self.saliency))]}
+
+
+class Predictor:
+    """Loads the SDST checkpoint and the backbone once; ``predict(video, query)`` per call."""
+
+    def __init__(self, checkpoint: str, backbone_checkpoint: str | None = None, device: str = "auto",
+                 batch_clips: int = 32):
+        from extract.checkpoint import load_backbone
+        from extract.text import build_tokenizer
+        from sdst.checkpoint import model_from_checkpoint
+
+        from extract.devices import resolve_device
+
+        self.device = resolve_device(device)
+        self.model, self.run, dims = model_from_checkpoint(checkpoint)
+        self.ident = dims.get("extraction")
+        if not self.ident:
+            raise ValueError(f"{checkpoint}: carries no extraction configuration (trained on a cache without a "
+                             f"summary identity), so its features cannot be recomputed for a new video")
+        if self.ident.get("checkpoint") and not backbone_checkpoint:
+            raise ValueError(f"{checkpoint}: its features came from the {self.ident['backbone']} backbone "
+                             f"checkpoint {self.ident['checkpoint']['name']}: pass it with --backbone-checkpoint")
+        self.vision, self.text = load_backbone(self.ident["backbone"], backbone_checkpoint,
+                                               seed=self.ident.get("seed") or 0, gelu=self.ident.get("gelu"),
+                                               num_frames=self.ident["frames_per_clip"])
+        self.vision.eval().to(self.device)
+        self.text.eval().to(self.device)
+        self.model.to(self.device)
+        self.tokenizer = build_tokenizer(max_len=self.ident["text_max_len"])
+        self.batch_clips = batch_clips
+
+    def predict(self, video: str, query: str, top_k: int = 10) -> Prediction:
+        import torch
+
+        from extract.decode import DecodeSpec, VideoDecodeError, iter_video_chunks
+        from extract.features import as_cached, encode_clips, encode_queries
+        from sdst.postprocess import to_records
+
+        spec = DecodeSpec(clip_len=self.ident["clip_len"], frames_per_clip=self.ident["frames_per_clip"],
+                          size=self.ident["image_size"], chunk_clips=self.batch_clips)
+        feats, info, middles = [], {}, {}
+        try:
+            for kind, payload in iter_video_chunks(video, spec):
+                if kind == "start":
+                    info = payload
+                elif kind == "chunk":
+                    first, frames = payload
+                    feats.append(encode_clips(self.vision, frames, self.ident, self.device))
+                    for j in range(len(frames)):  # keep one small frame per clip for thumbnails
+                        middles[first + j] = frames[j, len(frames[j]) // 2, :, ::2, ::2].transpose(1, 2, 0)
+        except VideoDecodeError as err:
+            raise ValueError(f"{video}: cannot be decoded: {err}") from None
+        v = torch.from_numpy(as_cached(np.concatenate(feats, axis=1))).unsqueeze(0)  # (1, K, T, D)
+        t = torch.from_numpy(as_cached(encode_queries(self.text, self.tokenizer, [query], self.ident,
+                                                      self.device)[0])).unsqueeze(0)
+        n = v.shape[2]
+        with torch.inference_mode():
+            out = self.model(v.to(self.device), torch.ones(1, n, dtype=torch.bool, device=self.device),
+                             t.to(self.device), torch.ones(1, t.shape[2], dtype=torch.bool, device=self.device))
+        clip_len = self.ident["clip_len"]
+        meta = [{"qid": 0, "query": query, "vid": Path(video).stem, "n_clips": n, "duration": info["duration"]}]
+        rec = to_records(out, meta, clip_len, sigma=self.run["train"]["nms_sigma"], top_k=top_k)[0]
+        thumbs = [middles[min(int(((s + e) / 2) // clip_len), n - 1)] for s, e, _ in rec["pred_relevant_windows"][:3]]
+        return Prediction(str(video), query, info["duration"], clip_len, rec["pred_relevant_windows"],
+                          rec["pred_saliency_scores"], thumbs)
+
+
+def _aspect(video: str) -> float:
+    """Width / height of the video as displayed (frames are resized to a square for the model)."""
+    try:
+        import av
+
+        with av.open(video) as c:
+            ctx = c.streams.video[0].codec_context
+            return ctx.width / ctx.height
+    except Exception:  # noqa: BLE001 - only cosmetic
+        return 1.0
+
+
+def plot(pred: Prediction, path: str | Path, top: int = 5) -> None:
+    """Saliency over time with the best window shaded, the top windows as bars below, thumbnails."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_thumbs = len(pred.thumbnails)
+    windows = pred.windows[:top]
+    fig = plt.figure(figsize=(12, 6.2))
+    grid = fig.add_gridspec(3, max(n_thumbs, 1), height_ratios=[2.2, 0.25 * max(len(windows), 1) + 0.3, 1.7])
+    ax = fig.add_subplot(grid[0, :])
+    centres = (np.arange(len(pred.saliency)) + 0.5) * pred.clip_len
+    ax.plot(centres, pred.saliency, color="black", lw=1.5, marker="o", ms=3)
+    if windows:
+        ax.axvspan(windows[0][0], windows[0][1], color="tab:orange", alpha=0.3, lw=0, label="best window")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set(xlim=(0, pred.duration), ylabel="saliency (cosine)")
+    ax.set_title(f"\u201c{pred.query}\u201d \u2014 {Path(pred.video).name}")
+    wax = fig.add_subplot(grid[1, :], sharex=ax)
+    for rank, (s, e, score) in enumerate(windows):
+        wax.barh(rank, e - s, left=s, height=0.6, color="tab:orange" if rank == 0 else "tab:grey",
+                 alpha=1.0 if rank == 0 else 0.6)
+        wax.text(e + pred.duration * 0.005, rank, f"#{rank + 1}  {s:.1f}\u2013{e:.1f} s  ({score:.2f})",
+                 va="center", fontsize=8)
+    wax.set(ylim=(len(windows) - 0.5, -0.5), yticks=[], xlabel="time (s)", ylabel="windows")
+    aspect = _aspect(pred.video)
+    for i, img in enumerate(pred.thumbnails):
+        tax = fig.add_subplot(grid[2, i])
+        tax.imshow(img, aspect=1.0 / aspect)
+        s, e, score = pred.windows[i]
+        tax.set_title(f"#{i + 1}: {s:.1f}\u2013{e:.1f} s", fontsize=9)
+        tax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sdst.predict", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--video", required=True)
+    p.add_argument("--query", required=True)
+    p.add_argument("--checkpoint", required=True, help="an SDST checkpoint (checkpoint_best.pt)")
+    p.add_argument("--backbone-checkpoint", default=None, help="the InternVideo2 checkpoint (1b features)")
+    p.add_argument("--out", default="predictions", help="output folder")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    try:
+        if not Path(args.video).is_file():
+            raise ValueError(f"{args.video}: no such video file")
+        pred = Predictor(args.checkpoint, args.backbone_checkpoint, args.device).predict(args.video, args.query)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.video).stem
+    (out / f"{stem}.json").write_text(json.dumps(pred.to_json(), indent=2) + "\n")
+    plot(pred, out / f"{stem}.png")
+    best = pred.windows[0] if pred.windows else None
+    print(f"{stem}: {len(pred.saliency)} clips; best window "
+          + (f"{best[0]:.1f}-{best[1]:.1f} s (score {best[2]:.3f})" if best else "none")
+          + f" -> {out / stem}.json, {out / stem}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
