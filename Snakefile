@@ -26,11 +26,13 @@ wildcard_constraints:
     xhash=r"[0-9a-f]{12}",
     shard=r"\d+",
     nshards=r"\d+",
+    folder="|".join(sorted(config["significance"]["reports"])),
 
 
 
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/significance.smk"
 
 
 rule all:

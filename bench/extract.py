@@ -14,6 +14,13 @@ Every figure names the device it was measured on.
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+# run as `python bench/<name>.py`: drop bench/ from the import path so that bench/extract.py does not shadow
+# the `extract` package
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
+
 import argparse
 import json
 import platform

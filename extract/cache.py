@@ -150,7 +150,33 @@ class FeatureStore:
             raise CacheError(f"{self.path}: no {group[:-1]} '{key}' in the cache")
         if not arr.attrs.get("complete", False):
             raise CacheError(f"{self.path}: {group[:-1]} '{key}' is incomplete (extraction interrupted?)")
+        fast = self._chunk_file(group, key, arr)
+        if fast is not None:
+            try:
+                data = np.fromfile(fast, dtype="<f2")
+                if data.size == int(np.prod(arr.shape)):
+                    return data.reshape(arr.shape)
+            except OSError:  # e.g. a chunk zarr did not write because it was all fill value
+                pass
         return arr[...]
+
+    def _chunk_file(self, group: str, key: str, arr) -> Path | None:
+        """The file holding the array's single raw chunk, when the Zarr v3 metadata guarantees that layout
+        (one chunk, plain little-endian bytes codec, default '/' key encoding): reading it with numpy skips
+        ~1 ms of Zarr machinery per read. Any other layout returns None and is read through Zarr."""
+        try:
+            meta = arr.metadata
+            codecs = meta.codecs
+            ok = (getattr(meta, "zarr_format", None) == 3 and tuple(arr.chunks) == tuple(arr.shape)
+                  and arr.dtype == np.float16 and len(codecs) == 1 and type(codecs[0]).__name__ == "BytesCodec"
+                  and getattr(codecs[0].endian, "value", None) == "little"
+                  and type(meta.chunk_key_encoding).__name__ == "DefaultChunkKeyEncoding"
+                  and meta.chunk_key_encoding.separator == "/")
+        except AttributeError:
+            return None
+        if not ok:
+            return None
+        return self.path / group / _node_name(key) / "c" / "/".join("0" * len(arr.shape))
 
     def read_video(self, vid: str) -> np.ndarray:
         return self._read("videos", vid)

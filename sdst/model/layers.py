@@ -89,8 +89,8 @@ class InputNorm(nn.Module):
         self.std.copy_(std.clamp(min=eps).to(self.std.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, K, N, D)."""
-        return (x - self.mean[None, :, None, :].to(x.dtype)) / self.std[None, :, None, :].to(x.dtype)
+        """x (B, K, N, D), float16 (as cached) or float32 -> standardised float32."""
+        return (x.float() - self.mean[None, :, None, :]) / self.std[None, :, None, :]
 
 
 def sinusoidal(pos: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:

@@ -12,6 +12,19 @@ from extract.config import extraction_identity  # noqa: E402
 from sdst.config import TRAIN_SOURCES, resolve_run, run_identity  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]
+
+
+def _check_stage2_config():
+    """Every variant and per-dataset value against its arch's dataclass, when the workflow loads: a typo in
+    any variant is an error now, not when that variant is first trained."""
+    for ds in config["datasets"]:
+        for variant in config["model"]["variants"]:
+            resolve_run(config, ds, variant, 0)
+    if config["model"]["default"] not in config["model"]["variants"]:
+        raise ValueError(f"model.default {config['model']['default']!r} is not among model.variants")
+
+
+_check_stage2_config()
 RUN = config["extract"]["run"]
 
 
@@ -109,3 +122,31 @@ def eval_type(ds):
 
 def run_dirs(wc):
     return [f"results/{wc.dataset}/{wc.model}/seed{s}" for s in SEEDS]
+
+
+# --- stage 3 -------------------------------------------------------------------------------------
+def report_entry(folder):
+    reports = config["significance"]["reports"]
+    if folder not in reports:
+        raise ValueError(f"{folder}/report.md: no such report in config.yaml significance.reports "
+                         f"(configured: {sorted(reports)})")
+    return reports[folder]
+
+
+def report_inputs(wc):
+    spec = report_entry(wc.folder)
+    return [f"results/{d}/{m}/metrics.json" for d in spec["datasets"] for m in spec["models"]]
+
+
+def report_spec(folder):
+    """Command-line options of sdst.report for one report (metrics, blocking, alpha)."""
+    spec, sig = report_entry(folder), config["significance"]
+    opts = [f"--alpha {sig['alpha']}"]
+    if spec.get("block_by_seed", False):
+        opts.append("--block-by-seed")
+    lower = sig.get("lower_is_better", [])
+    if lower:
+        opts.append("--lower-is-better " + ",".join(lower))
+    for kind, names in sig.get("metrics", {}).items():
+        opts.append(f"--metric-set {kind}=" + ",".join(names))
+    return " ".join(opts)

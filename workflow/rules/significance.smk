@@ -1,0 +1,22 @@
+# Stage 3: significance reports across models (Friedman / Nemenyi, critical-difference diagram).
+# Each entry of `significance.reports` names its output folder: {folder}/report.md, with report.json,
+# scores.csv and cd_diagram.png beside it.
+
+
+rule significance_report:
+    """Tables of mean ± std per dataset and model, parameter counts, then the statistics across all of them."""
+    input:
+        metrics=report_inputs,
+        code=code("sdst/report.py", "sdst/stats.py"),
+    output:
+        report="{folder}/report.md",
+        json="{folder}/report.json",
+        scores="{folder}/scores.csv",
+    params:
+        spec=lambda wc: report_spec(wc.folder),
+    log:
+        "logs/significance/{folder}.log",
+    conda:
+        "../../envs/sdst.yaml"
+    shell:
+        "python -m sdst.report --metrics {input.metrics} --out {output.report} {params.spec} > {log} 2>&1"
