@@ -71,15 +71,15 @@ def fit_input_norms(model, dataset: FeatureDataset) -> None:
         model.text_norm.fit(dataset.query_array(q.key) for q in dataset.items)
 
 
-def code_version() -> str:
-    """Hash of the sources training depends on (TRAIN_SOURCES): a run resumes only if started by the same
-    code; a code change re-runs the job from scratch, an interrupted job resumes."""
+def code_version(arch: str) -> str:
+    """Hash of the sources training the arch depends on (sdst.config.train_sources): a run resumes only if
+    started by the same code; a code change re-runs the job from scratch, an interrupted job resumes."""
     import hashlib
 
-    from sdst.config import PROJECT_ROOT, source_files
+    from sdst.config import PROJECT_ROOT, source_files, train_sources
 
     digest = hashlib.sha1()
-    for f in source_files():
+    for f in source_files(train_sources(arch)):
         digest.update(f.relative_to(PROJECT_ROOT).as_posix().encode() + bytes(1) + f.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -129,7 +129,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     last_path, best_path = out_dir / "checkpoint_last.pt", out_dir / "checkpoint_best.pt"
     start_epoch, iteration, history, best = 0, 0, [], {"score": -math.inf, "epoch": -1}
     best_state = None
-    version = code_version()
+    version = code_version(run["model"]["arch"])
     if last_path.is_file():
         state = load_checkpoint(last_path)
         if canonical(run_identity(state["run"])) != canonical(run_identity(run)) or state.get("code") != version:

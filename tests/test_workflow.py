@@ -140,6 +140,8 @@ def test_code_changes_invalidate_the_rules_that_use_them(demo):
         assert jobs.get("train") == 3 and "extract_shard" not in jobs
     with edited("sdst/stats.py"):  # not used by this target
         assert planned(proj, work) == {}
+    with edited("sdst/model/actionformer.py"):  # another arch's module: SDST's runs stay valid
+        assert planned(proj, work) == {}
     os.utime(proj / "extract" / "decode.py")  # a timestamp alone (git checkout, copy) re-runs nothing
     assert planned(proj, work) == {}
 

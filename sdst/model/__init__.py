@@ -14,16 +14,19 @@ __all__ = ["ARCH_CONFIGS", "build_criterion", "build_model", "model_config", "mo
 
 def model_classes() -> dict:
     """arch -> nn.Module class (imports torch)."""
+    from sdst.model.actionformer import ActionFormer
+    from sdst.model.r2tuning import R2Tuning
     from sdst.model.sdst import SDST
 
-    return {"sdst": SDST}
+    return {"sdst": SDST, "actionformer": ActionFormer, "r2tuning": R2Tuning}
 
 
 def criterion_classes() -> dict:
     """arch -> criterion class (constructed from sdst.config.LossConfig; forward(out, batch) -> losses)."""
     from sdst.losses import SetCriterion
+    from sdst.model.dense import DenseCriterion
 
-    return {"sdst": SetCriterion}
+    return {"sdst": SetCriterion, "actionformer": DenseCriterion, "r2tuning": DenseCriterion}
 
 
 def build_criterion(arch: str, loss_cfg):

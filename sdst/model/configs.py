@@ -39,8 +39,64 @@ class SDSTConfig:
     detach_references: bool = True  # stop gradients through R between levels [decided, DAB-DETR]
 
 
+@dataclass
+class ActionFormerConfig:
+    """ActionFormer (Zhang et al. 2022) and the backbone x neck family of the seed paper's Tab. I, query-conditioned
+    (sdst/model/actionformer.py). Defaults from ActionFormer's code (libs/core/config.py, libs/modeling) unless
+    marked [decided]."""
+    backbone: str = "transformer"  # transformer | conv | sgp (seed Tab. I)
+    neck: str = "identity"  # identity | fpn (seed Tab. I)
+    hidden_dim: int = 256  # embedding = FPN = head width [decided: SDST's F (Tab. A); ActionFormer 512 on I3D]
+    levels: int = 4  # pyramid levels, strides 1, 2, ..., 2^(levels-1) [decided: ActionFormer has 6 for 2304 features;
+    #   QVHighlights videos have 75 clips, the demo's 10-18]
+    regression_bounds: list[float] | None = None  # lower bound of each level's regression range in clips (the last
+    #   is open); None: ActionFormer's (0, 4), (4, 8), (8, 16), ... (libs/core/config.py regression_range)
+    cache_level: int = -1  # cached video layer the detector reads [decided: the last]
+    text_level: int | None = None  # cached text layer; None = cache_level
+    heads: int = 4  # backbone self-attention heads (ActionFormer n_head)
+    window: int = 19  # local self-attention window (ActionFormer n_mha_win_size; seed §IV-A); <= 1: global
+    embed_layers: int = 2  # embedding convolutions (ActionFormer backbone_arch[0])
+    embed_kernel: int = 3  # (ActionFormer embd_kernel_size)
+    stem_layers: int = 2  # stride-1 blocks (ActionFormer backbone_arch[1]); the branch has levels - 1 blocks
+    mlp_ratio: int = 4  # transformer MLP width (ActionFormer TransformerBlock n_hidden = 4 n_embd)
+    fusion_layers: int = 2  # text cross-attention layers before the backbone [decided]
+    fusion_heads: int = 8  # [decided: SDST's 8 heads (Tab. A)]
+    input_dropout: float = 0.5  # dropout of the input projections [decided: as SDST/R2-Tuning (Tab. A)]
+    dropout: float = 0.1  # projection/MLP dropout (ActionFormer train_cfg.dropout)
+    droppath: float = 0.1  # (ActionFormer train_cfg.droppath)
+    head_layers: int = 3  # conv layers per head incl. the output one (ActionFormer head_num_layers)
+    head_kernel: int = 3  # (ActionFormer head_kernel_size)
+    sgp_kernel: int = 3  # window-level kernel w of the branch SGP layers (TriDet SGPBlock kernel_size default)
+    sgp_k: float = 1.5  # the larger window-level kernel is ~k (w + 1) (TriDet SGPBlock default)
+    sgp_mlp_ratio: float = 1.5  # SGP MLP width / hidden_dim (TriDet configs: sgp_mlp_dim 768 for 512 channels)
+    sgp_groups: int = 16  # GroupNorm groups (TriDet SGPBlock)
+    sgp_init_std: float = 1.0  # std of the SGP depthwise conv weights (TriDet SGPBlock init_conv_vars default)
+
+
+@dataclass
+class R2TuningConfig:
+    """R2-Tuning (Liu et al. 2024) adapted to pooled per-clip features (sdst/model/r2tuning.py). Defaults from
+    its configs/_base_/models/model.py unless marked [decided]."""
+    hidden_dim: int = 256  # dims
+    levels: list[int] = field(default_factory=lambda: [-1, -2, -3, -4])  # cached layers in processing order:
+    #   the last k = 4, deepest first (R2Block iterates k-1 -> 0)
+    text_levels: list[int] | None = None  # cached text layers per step; None = same as `levels`
+    heads: int = 8  # tem_cfg heads
+    ffn_ratio: int = 4  # tem_cfg ratio
+    input_dropout: float = 0.5  # adapter dropout
+    droppath: float = 0.1  # tem_cfg droppath
+    use_tef: bool = True  # temporal endpoint features appended to the video
+    strides: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # pyramid strides
+    regression_bounds: list[float] | None = None  # None: R2-Tuning's (0, s1), (s1, s2), ..., (s_last, inf)
+    head_layers: int = 2  # ConvHead: conv k3 - ReLU - conv k3
+    head_kernel: int = 3  # ConvHead kernal_size
+    reg_activation: str = "exp"  # distances = exp(x) · coef_level (model.py) | relu (ActionFormer)
+
+
 ARCH_CONFIGS: dict[str, type] = {
     "sdst": SDSTConfig,
+    "actionformer": ActionFormerConfig,
+    "r2tuning": R2TuningConfig,
 }
 
 

@@ -9,7 +9,7 @@ if str(ROOT) not in sys.path:
 
 from extract.cache import canonical_json, identity_hash  # noqa: E402
 from extract.config import extraction_identity  # noqa: E402
-from sdst.config import TRAIN_SOURCES, resolve_run, run_identity  # noqa: E402
+from sdst.config import resolve_run, run_identity, train_sources  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]
 
@@ -95,7 +95,12 @@ def all_targets():
 
 # --- stage 2 -------------------------------------------------------------------------------------
 SEEDS = config["train"]["seeds"]
-SDST_CODE = code(*TRAIN_SOURCES)  # what training imports: a change re-runs training and what follows
+
+
+def train_code(wc):
+    """Sources a training run imports (shared ones + its arch's): a change re-runs it and what follows."""
+    arch = config["model"]["variants"][wc.model]["arch"]
+    return code(*train_sources(arch))
 
 
 def report_splits(ds):

@@ -6,7 +6,7 @@ rule train:
     input:
         features=lambda wc: f"{xdir(wc.dataset)}/summary.json",
         annotations=lambda wc: annotation_files(wc.dataset),
-        code=SDST_CODE,
+        code=train_code,
     output:
         best="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
         log_csv="results/{dataset}/{model}/seed{seed}/train_log.csv",
