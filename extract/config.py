@@ -43,6 +43,19 @@ def cache_dir(name: str, dataset: dict, extract: dict) -> str:
     return os.path.join(extract["cache_dir"], name, identity_hash(extraction_identity(dataset, extract)))
 
 
+def resolve_layer_indices(layers, depth: int, what: str = "layer") -> list[int]:
+    """Configured layers -> 1-based indices: 1..depth as given, negative counts from the end (-1 = last)."""
+    out = []
+    for layer in layers:
+        idx = layer + depth + 1 if layer < 0 else layer
+        if not 1 <= idx <= depth:
+            raise ValueError(f"{what} {layer} out of range for {depth} layers (use 1..{depth} or -{depth}..-1)")
+        out.append(idx)
+    if not out:
+        raise ValueError(f"no {what}s requested")
+    return out
+
+
 def shard_of(vid: str, n_shards: int) -> int:
     """Stable assignment of a video (and its queries) to a shard; independent of Python's hash seed."""
     import hashlib

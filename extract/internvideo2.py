@@ -330,17 +330,10 @@ class InternVideo2Vision(nn.Module):
         return self.clip_projector(tokens)
 
     def resolve_layers(self, layers: Sequence[int]) -> list[int]:
-        """1-based block indices (negative counts from the end, -1 = last) -> 1-based indices."""
-        depth = self.cfg.depth
-        out = []
-        for layer in layers:
-            idx = layer + depth + 1 if layer < 0 else layer
-            if not 1 <= idx <= depth:
-                raise ValueError(f"layer {layer} out of range for depth {depth} (use 1..{depth} or -{depth}..-1)")
-            out.append(idx)
-        if not out:
-            raise ValueError("no layers requested")
-        return out
+        """1-based layer indices (negative counts from the end, -1 = last) -> 1-based indices."""
+        from extract.config import resolve_layer_indices
+
+        return resolve_layer_indices(layers, self.cfg.depth, "layer")
 
     def forward_layers(self, x: Tensor, layers: Sequence[int], pooling: str = "attn") -> Tensor:
         """Pool the token grid after each requested block: x (B, 3, T, H, W) -> (K, B, D_out).

@@ -83,16 +83,10 @@ class TextEncoder(nn.Module):
         return self.cfg.hidden
 
     def resolve_layers(self, layers: Sequence[int]) -> list[int]:
-        n = self.cfg.text_layers
-        out = []
-        for layer in layers:
-            idx = layer + n + 1 if layer < 0 else layer
-            if not 1 <= idx <= n:
-                raise ValueError(f"text layer {layer} out of range for {n} layers (use 1..{n} or -{n}..-1)")
-            out.append(idx)
-        if not out:
-            raise ValueError("no layers requested")
-        return out
+        """1-based layer indices (negative counts from the end, -1 = last) -> 1-based indices."""
+        from extract.config import resolve_layer_indices
+
+        return resolve_layer_indices(layers, self.cfg.text_layers, "text layer")
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, layers: Sequence[int] = (-1,)) -> Tensor:
         """input_ids, attention_mask (B, L) -> hidden states after the requested layers (K, B, L, D).

@@ -117,3 +117,14 @@ def test_sampling_respects_each_videos_valid_length():
     roi = roi_align_1d(x, torch.tensor([[[0.5, 0.4]], [[0.5, 0.4]]]), lengths, bins=4)[..., 0]
     # bin centres at 0.35, 0.45, 0.55, 0.65 of 10 clips = clip positions 3, 4, 5, 6
     torch.testing.assert_close(roi[0, 0], torch.tensor([3.0, 4.0, 5.0, 6.0]))
+
+
+@pytest.mark.parametrize("arch,params", [("sdst", SMALL), ("actionformer", {"hidden_dim": 32}),
+                                         ("r2tuning", {"hidden_dim": 32})])
+def test_long_videos_have_no_clip_cap(arch, params):
+    """TACoS runs to ~1400 s = 701 clips at 0.5 fps; every model trains on the full sequence (no window)."""
+    video, vmask, text, tmask = _inputs(b=2, t=701, lengths=(701, 333))
+    model = build_model(arch, params, 32, 24, 4)
+    out = model(video, vmask, text, tmask)
+    assert out["saliency"].shape == (2, 701)
+    out["pred_logits"].float().sum().backward()

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from sdst.config import LossConfig
 from sdst.losses import layer_wise_nce, sample_positive_clips, sampled_nce, sigmoid_focal, video_level_nce
-from sdst.model.layers import AttentionBlock, InputProjection, span_cw_to_se
+from sdst.model.layers import AttentionBlock, InputProjection, TextPool, span_cw_to_se
 
 PAD_LOGIT = -20.0  # logit of padded points (sigmoid ~ 2e-9); their spans have zero width as well
 CENTER_RADIUS = 1.5  # centre sampling radius in strides (ActionFormer train_cfg.center_sample_radius; R2-Tuning)
@@ -250,18 +250,6 @@ def dense_outputs(points, level_sizes, logits, offsets, lengths, saliency) -> di
 # ---------------------------------------------------------------------------------------------------------
 # text fusion and saliency
 # ---------------------------------------------------------------------------------------------------------
-class TextPool(nn.Module):
-    """T^pool: Linear(F -> 1) logits, masked softmax over the tokens (R2-Tuning AdaPooling; SDST Eq. 16)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.score = nn.Linear(dim, 1)
-
-    def forward(self, T, mask):
-        logits = self.score(T).squeeze(-1).masked_fill(~mask, float("-inf"))
-        return (logits.softmax(-1).unsqueeze(-1) * T).sum(1)
-
-
 def ca_text_mask(text_mask: torch.Tensor) -> torch.Tensor:
     """The cross-attentions exclude the CLS token (SDST §3.3.2)."""
     m = text_mask.clone()

@@ -93,6 +93,18 @@ class InputNorm(nn.Module):
         return (x.float() - self.mean[None, :, None, :]) / self.std[None, :, None, :]
 
 
+class TextPool(nn.Module):
+    """T^pool: Linear(F -> 1) logits, masked softmax over the tokens [decided, R2-Tuning] (Eq. 16's pooled text)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+
+    def forward(self, T, mask):
+        logits = self.score(T).squeeze(-1).masked_fill(~mask, float("-inf"))
+        return (logits.softmax(-1).unsqueeze(-1) * T).sum(1)
+
+
 def sinusoidal(pos: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of positions ``pos`` (...,) -> (..., dim)."""
     half = dim // 2

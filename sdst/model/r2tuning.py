@@ -30,9 +30,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sdst.model.configs import R2TuningConfig
-from sdst.model.dense import (DenseHead, LayerNormC, MaskedConv1d, PointGenerator, TextPool, ca_text_mask,
-                              cosine_saliency, dense_outputs, level_bounds, pad_to_multiple)
-from sdst.model.layers import AttentionBlock, FFNBlock, InputNorm, InputProjection, temporal_encoding
+from sdst.model.dense import (DenseHead, LayerNormC, MaskedConv1d, PointGenerator, ca_text_mask, cosine_saliency,
+                              dense_outputs, level_bounds, pad_to_multiple)
+from sdst.model.layers import AttentionBlock, FFNBlock, InputNorm, InputProjection, TextPool, temporal_encoding
 
 
 def temporal_endpoints(video_mask: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sdst.model.layers import (MLP, AttentionBlock, FFNBlock, InputNorm, InputProjection, inverse_sigmoid,
+from sdst.model.layers import (MLP, AttentionBlock, FFNBlock, InputNorm, InputProjection, TextPool, inverse_sigmoid,
                                roi_align_1d, span_encoding, temporal_encoding)
 from sdst.model.configs import SDSTConfig
 from sdst.model.sparse_attention import SPARSE_ATTENTION
@@ -95,18 +95,6 @@ class SDSTLayer(nn.Module):
         super().__init__()
         self.dense = DenseStream(cfg)
         self.sparse = SparseStream(cfg)
-
-
-class TextPool(nn.Module):
-    """T^pool: Linear(F -> 1) logits, masked softmax over the tokens [decided, R2-Tuning]."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.score = nn.Linear(dim, 1)
-
-    def forward(self, T, mask):
-        logits = self.score(T).squeeze(-1).masked_fill(~mask, float("-inf"))
-        return (logits.softmax(-1).unsqueeze(-1) * T).sum(1)
 
 
 class SDST(nn.Module):

@@ -1,0 +1,55 @@
+"""The significance report: tables from aggregated metrics, statistics reproducible from its scores.csv."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+from sdst.report import build
+
+SETS = {"qvh": ["MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "HL-min-VeryGood-Hit1"],
+        "mr": ["MR-R1@0.3", "MR-R1@0.5", "MR-R1@0.7", "MR-mIoU"]}
+
+
+def _metrics(tmp_path, model, dataset, base, kind="qvh", params=1_000_000):
+    names = SETS[kind]
+    split = {n: {"mean": base + i, "std": 0.5, "values": [base + i - 0.5, base + i, base + i + 0.5]}
+             for i, n in enumerate(names)}
+    path = tmp_path / f"{dataset}_{model}.json"
+    path.write_text(json.dumps({"dataset": dataset, "model": model, "seeds": [0, 1, 2], "headline_split": "val",
+                                "splits": {"val": split}, "training": {"parameters": params}}))
+    return str(path)
+
+
+def test_report_tables_statistics_and_reproducible_scores(tmp_path):
+    paths = []
+    for model, base in (("a", 70.0), ("b", 60.0), ("c", 50.0)):
+        paths.append(_metrics(tmp_path, model, "qvhlike", base, "qvh", params=int(base) * 100_000))
+        paths.append(_metrics(tmp_path, model, "mrlike", base - 5, "mr"))
+    out = tmp_path / "rep" / "report.md"
+    result = build(paths, out, SETS)
+    text = out.read_text()
+    assert "## qvhlike" in text and "## mrlike" in text and "7.00 M" in text  # params of model a
+    assert "| a | 7.00 M | 3 | 70.00 ± 0.50 |" in text
+    # a strict ordering in all 8 blocks: ranks 1, 2, 3
+    assert result["friedman"]["n_blocks"] == 8 and result["mean_rank"] == {"a": 1.0, "b": 2.0, "c": 3.0}
+    assert (out.parent / "cd_diagram.png").stat().st_size > 5_000
+    # the statistics are reproducible from the scores file with the standalone CLI
+    cli = subprocess.run([sys.executable, "-m", "sdst.stats", "--scores", str(out.parent / "scores.csv"), "--out",
+                          str(tmp_path / "cli.json")], cwd=ROOT, capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    again = json.loads((tmp_path / "cli.json").read_text())
+    assert abs(again["friedman"]["statistic"] - result["friedman"]["statistic"]) < 1e-9
+    assert json.loads((out.parent / "report.json").read_text())["mean_rank"] == result["mean_rank"]
+
+
+def test_missing_metric_drops_its_block_and_is_reported(tmp_path):
+    paths = [_metrics(tmp_path, m, "d", b) for m, b in (("a", 70.0), ("b", 60.0), ("c", 65.0))]
+    broken = json.loads(open(paths[2]).read())
+    broken["splits"]["val"].pop("MR-full-mAP")
+    open(paths[2], "w").write(json.dumps(broken))
+    result = build(paths, tmp_path / "r" / "report.md", SETS)
+    assert result["dropped_blocks"]["count"] == 1
+    assert "dropped blocks with a missing value: 1" in (tmp_path / "r" / "report.md").read_text()
