@@ -46,7 +46,8 @@ def make_batch(b: int, k: int, t: int, tokens: int, dv: int, dt: int, seed: int 
     return {"video": video, "video_mask": vmask, "text": text, "text_mask": tmask, "spans": spans, "saliency": sal}
 
 
-def bench(model_name: str, batch: int, iters: int, device: str, dataset: str = "qvh", threads: int = 0) -> dict:
+def bench(model_name: str, batch: int, iters: int, device: str, dataset: str = "qvh", threads: int = 0,
+          clips: int = 75) -> dict:
     import torch
 
     from sdst.config import BACKBONE_DIMS, LossConfig, load_config, resolve_run
@@ -66,7 +67,7 @@ def bench(model_name: str, batch: int, iters: int, device: str, dataset: str = "
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
     use_amp = device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
-    batches = [batch_to(make_batch(batch, 4, 75, 14, dv, dt, seed=i), device) for i in range(4)]
+    batches = [batch_to(make_batch(batch, 4, clips, 14, dv, dt, seed=i), device) for i in range(4)]
 
     def step(b):
         with autocast_for(device, use_amp):
@@ -90,7 +91,7 @@ def bench(model_name: str, batch: int, iters: int, device: str, dataset: str = "
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     dt_s = (time.perf_counter() - t0) / iters
-    out = {"model": model_name, "batch": batch, "it_per_s": round(1 / dt_s, 3),
+    out = {"model": model_name, "batch": batch, "clips": clips, "it_per_s": round(1 / dt_s, 3),
            "samples_per_s": round(batch / dt_s, 1), "parameters": model.num_params(),
            "device": (torch.cuda.get_device_name() if device.startswith("cuda")
                       else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"),
@@ -108,8 +109,10 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--clips", type=int, default=75, help="clips per video (75 = QVHighlights' 150 s)")
     args = p.parse_args(argv)
-    print(json.dumps(bench(args.model, args.batch, args.iters, args.device, threads=args.threads)))
+    print(json.dumps(bench(args.model, args.batch, args.iters, args.device, threads=args.threads,
+                           clips=args.clips)))
     return 0
 
 
