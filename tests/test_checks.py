@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -101,3 +102,28 @@ def test_snakemake_stops_before_any_job(tmp_path):
     out = proc.stdout + proc.stderr
     assert "train.jsonl:1: relevant_windows[0] = [3, 1] needs 0 <= start < end" in out
     assert not (tmp_path / "cache").exists() and not (tmp_path / "logs").exists()  # nothing ran
+
+
+def test_qvh_configuration_plans_the_whole_chain_on_the_real_annotations(tmp_path):
+    """The shipped qvh entry, its paths set: the checks read every real annotation line and the dry run
+    plans extraction, 3 training seeds, predictions and metrics (videos: 3 present, the rest allowed
+    missing; backbone tiny since the 1b checkpoint is not available here)."""
+    from conftest import DATA
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    qvh = cfg["datasets"]["qvh"]
+    qvh["annotations"] = {s: str(DATA / "qvhighlights" / f"highlight_{s}_release.jsonl") for s in ("train", "val")}
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    first = [json.loads(line)["vid"] for line in open(qvh["annotations"]["train"])][:3]
+    for vid, src in zip(first, REAL_VIDEOS):
+        shutil.copy(src, videos / f"{vid}.mp4")
+    qvh.update(videos=str(videos), backbone="tiny", checkpoint=None, allow_missing_videos=True)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "Snakefile"), "-n",
+                           "results/qvh/metrics.json"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for rule, count in (("init_store", 1), ("extract_shard", 4), ("train", 3), ("predict", 3),
+                        ("aggregate_model", 1)):
+        assert re.search(rf"^{rule}\s+{count}\s*$", proc.stdout, flags=re.M), (rule, proc.stdout[-1500:])
