@@ -148,3 +148,18 @@ def synthetic_run(ann: dict, epochs=3, **train):
                   "min_clips": 0, "threads": 1, "device": "cpu", **train},
     }
     return resolve_run(config, "syn", "sdst", seed=0)
+
+
+def fit_one_batch(model, criterion, batch, steps=60, lr=1e-3):
+    """Train `model` on one fixed batch; returns the loss per step and the last step's loss terms."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps):
+        losses = criterion(model(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"]), batch)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+        history.append(float(losses["loss"].detach()))
+    return history, losses

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, make_synthetic_cache
+from conftest import ROOT, fit_one_batch, make_synthetic_cache
 from sdst.config import LossConfig, load_config, resolve_run
 from sdst.data import FeatureDataset, cache_info, collate, split_queries
 from sdst.model import build_criterion, build_model
@@ -181,14 +181,7 @@ def test_loss_decreases_on_a_fixed_batch(synthetic, variant):
                         info.layers)
     fit_input_norms(model, ds)
     crit = build_criterion(run["model"]["arch"], LossConfig())
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    history = []
-    for _ in range(60):
-        losses = crit(model(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"]), batch)
-        opt.zero_grad()
-        losses["loss"].backward()
-        opt.step()
-        history.append(float(losses["loss"].detach()))
+    history, losses = fit_one_batch(model, crit, batch)
     assert sum(history[-5:]) / 5 < 0.5 * sum(history[:5]) / 5, history
 
 

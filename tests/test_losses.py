@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from conftest import make_synthetic_cache, synthetic_run
+from conftest import fit_one_batch, make_synthetic_cache, synthetic_run
 from sdst.config import LossConfig
 from sdst.data import FeatureDataset, cache_info, collate, split_queries
 from sdst.losses import SetCriterion, layer_wise_nce, sampled_nce, sigmoid_focal, video_level_nce
@@ -56,13 +56,6 @@ def test_total_loss_decreases_on_a_fixed_batch(tmp_path):
     model = build_model("sdst", params, info.video_dim, info.text_dim, info.layers)
     fit_input_norms(model, ds)
     crit = SetCriterion(LossConfig())
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    history = []
-    for _ in range(60):
-        losses = crit(model(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"]), batch)
-        opt.zero_grad()
-        losses["loss"].backward()
-        opt.step()
-        history.append(float(losses["loss"].detach()))
+    history, losses = fit_one_batch(model, crit, batch)
     assert sum(history[-5:]) / 5 < 0.5 * sum(history[:5]) / 5, history
     assert set(losses) >= {"cls", "l1", "iou", "act", "sal", "align_video", "align_layer", "aux0_cls", "loss"}
