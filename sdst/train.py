@@ -153,7 +153,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
         loader = torch.utils.data.DataLoader(train_ds, batch_size=t["batch_size"], shuffle=True, generator=gen,
                                              collate_fn=collate, num_workers=t["num_workers"],
                                              persistent_workers=False)
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         n_iter, t0 = 0, time.perf_counter()
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
@@ -173,14 +173,15 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
             torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip_grad"])
             scaler.step(optimizer)
             scaler.update()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            for k, v in losses.items():  # summed on the device: no host sync per iteration
+                sums[k] = sums.get(k, 0.0) + v.detach().float()
             n_iter += 1
             iteration += 1
-            bar.set_postfix(loss=f"{float(losses['loss']):.3f}", refresh=False)
+            if n_iter % 20 == 1:
+                bar.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}", refresh=False)
         train_s = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "iterations": iteration, "lr": lr, "it_per_s": n_iter / train_s,
-               **{f"train_{k}": v / max(n_iter, 1) for k, v in sorted(sums.items()) if not k.startswith("aux")}}
+               **{f"train_{k}": float(v) / max(n_iter, 1) for k, v in sorted(sums.items()) if not k.startswith("aux")}}
         if device.startswith("cuda"):
             row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
         records = predict_records(model, select_ds, data["clip_len"], t["eval_batch_size"], device,
