@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from extract.devices import resolve_device
+from sdst.cli import exits_on_bad_input
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record
 from sdst.postprocess import to_records
 
@@ -76,6 +77,7 @@ def run_split(checkpoint: str, features: str, split: str, out: str, device: str 
     return summary
 
 
+@exits_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sdst.infer", description=__doc__)
     p.add_argument("--checkpoint", required=True)
@@ -84,11 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
-    try:
-        s = run_split(args.checkpoint, args.features, args.split, args.out, args.device)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    s = run_split(args.checkpoint, args.features, args.split, args.out, args.device)
     print(f"{s['split']}: {s['predicted']} of {s['queries']} queries predicted -> {args.out}"
           + (f" ({s['left_out_queries']} without features: {len(s['left_out_videos'])} videos)"
              if s["left_out_queries"] else ""))

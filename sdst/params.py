@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from sdst.cli import exits_on_bad_input
 from sdst.config import BACKBONE_DIMS, load_config, parse_set, resolve_run
 
 
@@ -29,6 +30,7 @@ def count(config: dict, dataset: str, model: str | None = None, sets: dict | Non
             "millions": round(n / 1e6, 3), "mebi": round(n / 2**20, 3)}
 
 
+@exits_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sdst.params", description=__doc__)
     p.add_argument("--config", default="config.yaml")
@@ -37,11 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override, e.g. share_weights=false or model.hidden_dim=128")
     args = p.parse_args(argv)
-    try:
-        result = count(load_config(args.config), args.dataset, args.model, parse_set(args.set))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    result = count(load_config(args.config), args.dataset, args.model, parse_set(args.set))
     print(json.dumps(result, indent=2))
     return 0
 

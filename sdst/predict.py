@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sdst.cli import exits_on_bad_input
+
 
 @dataclass
 class Prediction:
@@ -154,6 +156,7 @@ def plot(pred: Prediction, path: str | Path, top: int = 5) -> None:
     plt.close(fig)
 
 
+@exits_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sdst.predict", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,13 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="predictions", help="output folder")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
-    try:
-        if not Path(args.video).is_file():
-            raise ValueError(f"{args.video}: no such video file")
-        pred = Predictor(args.checkpoint, args.backbone_checkpoint, args.device).predict(args.video, args.query)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if not Path(args.video).is_file():
+        raise ValueError(f"{args.video}: no such video file")
+    pred = Predictor(args.checkpoint, args.backbone_checkpoint, args.device).predict(args.video, args.query)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.video).stem

@@ -45,6 +45,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as ss
 
+from sdst.cli import exits_on_bad_input
+
 COLUMNS = ("model", "dataset", "metric", "seed", "value")
 MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "none", "null", "-"})
 
@@ -513,13 +515,10 @@ def add_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+@exits_on_bad_input
 def run(args: argparse.Namespace) -> int:
     lower = [m.strip() for m in args.lower_is_better.split(",") if m.strip()]
-    try:
-        result = friedman_nemenyi(args.scores, lower_is_better=lower, block_by_seed=args.block_by_seed, alpha=args.alpha)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = friedman_nemenyi(args.scores, lower_is_better=lower, block_by_seed=args.block_by_seed, alpha=args.alpha)
     out = Path(args.out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from extract.devices import resolve_device
 from sdst.checkpoint import load_checkpoint, save_checkpoint
-from sdst.config import canonical, load_config, parse_set, resolve_run, run_identity, with_runtime
+from sdst.cli import exits_on_bad_input
+from sdst.config import LossConfig, canonical, load_config, parse_set, resolve_run, run_identity, with_runtime
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record, split_queries
 from sdst.evaluate import evaluate
-from extract.devices import resolve_device
 from sdst.infer import autocast_for, predict_records
-from sdst.config import LossConfig
 from sdst.model import build_criterion, build_model
 
 
@@ -222,6 +222,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     return summary
 
 
+@exits_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sdst.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -241,21 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     runtime.add_argument("--eval-batch-size", type=int, default=None)
     runtime.add_argument("--preload", type=int, choices=[0, 1], default=None, help="1: read the cache into RAM")
     args = p.parse_args(argv)
-    try:
-        if args.run:
-            text = Path(args.run[1:]).read_text() if args.run.startswith("@") else args.run
-            run = json.loads(text)
-        elif args.config and args.dataset and args.model:
-            run = resolve_run(load_config(args.config), args.dataset, args.model, args.seed, parse_set(args.set))
-        else:
-            p.error("give --run, or --config with --dataset and --model")
-        run = with_runtime(run, device=args.device, threads=args.threads, num_workers=args.num_workers,
-                           eval_batch_size=args.eval_batch_size,
-                           preload=None if args.preload is None else bool(args.preload))
-        summary = train(run, args.features, args.out, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.run:
+        text = Path(args.run[1:]).read_text() if args.run.startswith("@") else args.run
+        run = json.loads(text)
+    elif args.config and args.dataset and args.model:
+        run = resolve_run(load_config(args.config), args.dataset, args.model, args.seed, parse_set(args.set))
+    else:
+        p.error("give --run, or --config with --dataset and --model")
+    run = with_runtime(run, device=args.device, threads=args.threads, num_workers=args.num_workers,
+                       eval_batch_size=args.eval_batch_size,
+                       preload=None if args.preload is None else bool(args.preload))
+    summary = train(run, args.features, args.out, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     return 0
 
