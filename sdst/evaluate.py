@@ -9,7 +9,7 @@ Dataset types (registry :data:`DATASET_TYPES`, chosen by ``dataset_type``):
 - ``"qvh"``: QVHighlights. MR mAP over IoU 0.5:0.05:0.95 and R1 for the full set and for GT window
   lengths short (0, 10], middle (10, 30], long (30, 150] s; HD mAP and HIT@1 at the Fair/Good/VeryGood
   saliency levels (when the submission carries ``pred_saliency_scores``).
-- ``"mr"``: Charades-STA / TACoS. R1@{0.3, 0.5, 0.7}, mIoU of the top-1 window, and the same MR mAP.
+- ``"mr"``: Charades-STA / TACoS. R1@{0.3, 0.5, 0.7}, mIoU of the first listed window, and the same MR mAP.
 
 Formats (JSON lines):
 
@@ -29,14 +29,15 @@ CLI: ``python -m sdst.evaluate --submission P --gt G --out M [--dataset-type qvh
 Official subtleties kept: the short/middle/long ranges drop the GT *windows* outside the range (a query
 stays when at least one window is left; its predictions are untouched, so a prediction of an
 out-of-range window is a false positive), while "full" filters nothing; R1 picks the GT window of highest
-IoU with the top-1 window (first on ties); HD AP is the plain mean of the interpolated precision at each
+IoU with the first listed window (first on ties); HD AP is the plain mean of the interpolated precision at each
 distinct score threshold that adds recall (not recall-weighted), is 0 when an annotator marks no clip
 positive and 1 when all are; HIT@1 takes the argmax over the untruncated prediction, so a maximum past
 the GT's int(duration / 2) clips is a miss.
-Deliberate differences, none of which affects sorted submissions such as the golden file: windows are
-sorted by score (stable) before the top 10 and the top-1 are taken, where the official code takes the
-first 10 / the first in input order; a query with no predicted window scores 0 (the official code
-crashes in R1 and leaves it out of mAP); a zero-length window has IoU 0 with an identical one.
+Windows are read as the official code reads them, whatever their order: the first 10 listed
+(``compute_mr_ap``), sorted by score (stable, ties in listed order) for AP; R1 and mIoU take the first
+listed window, whatever its score (``compute_mr_r1``). A submission need not be sorted, and is not sorted
+here. Deliberate differences: a query with no predicted window scores 0 (the official code crashes in R1
+and leaves it out of mAP); a zero-length window has IoU 0 with an identical one.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from sdst.annotations import AnnotationError, read_jsonl
 # (it rounds np.linspace(0.5, 0.95, 10) to 2 decimals); keys of the output are str(threshold).
 MAP_IOU_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 MR_R1_THRESHOLDS = (0.3, 0.5, 0.7)  # Charades-STA / TACoS convention
-MAX_PRED_WINDOWS = 10  # only the top-10 windows by score are read
+MAX_PRED_WINDOWS = 10  # only the first 10 listed windows are read (official compute_mr_ap)
 # GT window length ranges (min, max] in seconds; None = no filtering (the official (0, 150] "full").
 QVH_LENGTH_RANGES = {"short": (0.0, 10.0), "middle": (10.0, 30.0), "long": (30.0, 150.0), "full": None}
 SALIENCY_LEVELS = {"Fair": 2, "Good": 3, "VeryGood": 4}  # minimum annotator score of a positive clip
@@ -295,27 +296,32 @@ def _check_qid_sets(sub_index: dict, gt_index: dict) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _top_windows(submission: Sequence[dict], k: int = MAX_PRED_WINDOWS) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k predicted windows per query by descending score, ties in input order.
+def _listed_windows(submission: Sequence[dict], k: int = MAX_PRED_WINDOWS) -> tuple[np.ndarray, np.ndarray]:
+    """The first k predicted windows per query, in the order the submission lists them.
 
-    Returns ``windows`` (Q, k, 2) [start, end] and ``valid`` (Q, k) bool (a prefix of each row).
+    This is what the official evaluator reads (``compute_mr_ap``: ``pred_relevant_windows[:10]``), whatever
+    the scores: a window listed 11th is never read, even when it scores highest. Returns ``windows``
+    (Q, k, 3) [start, end, score] and ``valid`` (Q, k) bool (a prefix of each row).
     """
-    counts = np.fromiter((len(d["pred_relevant_windows"]) for d in submission), dtype=np.int64,
-                         count=len(submission))
-    windows = np.zeros((len(submission), k, 2))
+    windows = np.zeros((len(submission), k, 3))
     valid = np.zeros((len(submission), k), dtype=bool)
-    if counts.sum() == 0:
-        return windows, valid
-    flat = np.array([w for d in submission for w in d["pred_relevant_windows"]], dtype=float)  # (N, 3)
-    qidx = np.repeat(np.arange(len(submission)), counts)
-    order = np.lexsort((-flat[:, 2], qidx))  # stable: by query, then descending score, ties keep input order
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.arange(len(order)) - starts[qidx[order]]
-    keep = order[rank < k]
-    q, r = qidx[keep], rank[rank < k]
-    windows[q, r] = flat[keep, :2]
-    valid[q, r] = True
+    for q, d in enumerate(submission):
+        listed = d["pred_relevant_windows"][:k]
+        if listed:
+            windows[q, : len(listed)] = np.asarray(listed, dtype=float)[:, :3]
+            valid[q, : len(listed)] = True
     return windows, valid
+
+
+def _by_score(windows: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row sorted by descending score, ties in listed order, invalid slots last -> ((Q, k, 2), (Q, k)).
+
+    The official AP sorts a query's (at most 10) windows with Python's stable ``list.sort`` on ``-score``.
+    """
+    key = np.where(valid, -windows[..., 2], np.inf)
+    order = np.argsort(key, axis=1, kind="stable")
+    return (np.take_along_axis(windows[..., :2], order[:, :, None], axis=1),
+            np.take_along_axis(valid, order, axis=1))
 
 
 def _gt_windows(ground_truth: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -391,11 +397,12 @@ def mr_average_precision(pred: np.ndarray, pred_valid: np.ndarray, gt: np.ndarra
 
 
 def top1_iou(pred: np.ndarray, pred_valid: np.ndarray, gt: np.ndarray, gt_valid: np.ndarray) -> np.ndarray:
-    """IoU of each query's top-1 window with the GT window it overlaps most (first on ties) -> (Q,).
+    """IoU of each query's first listed window with the GT window it overlaps most (first on ties) -> (Q,).
 
-    Shapes as in :func:`mr_average_precision`; a query without predictions scores 0.
+    The official R1 (``compute_mr_r1``) takes ``pred_relevant_windows[0]`` whatever its score, so ``pred``
+    (Q, K, >=2) is in listed order here; a query without predictions scores 0.
     """
-    top = pred[:, 0]  # (Q, 2)
+    top = pred[:, 0, :2]  # (Q, 2)
     cross = np.where(gt_valid, temporal_iou(top[:, None], gt)[:, 0], -1.0)  # (Q, G)
     chosen = gt[np.arange(len(gt)), cross.argmax(1)]
     return np.where(pred_valid[:, 0], paired_iou(top, chosen), 0.0)
@@ -406,12 +413,15 @@ def _pct(x: float) -> float:
     return float(f"{100 * x:.2f}")
 
 
-def _mr_block(pred, pred_valid, gt, gt_valid, r1_thresholds) -> tuple[dict, dict, np.ndarray]:
-    """({"MR-mAP": {thr: %, "average": %}}, {"MR-R1": {thr: %}}, top-1 IoUs) for the given queries."""
-    ap = mr_average_precision(pred, pred_valid, gt, gt_valid).mean(0)  # (T,)
+def _mr_block(listed, listed_valid, gt, gt_valid, r1_thresholds) -> tuple[dict, dict, np.ndarray]:
+    """({"MR-mAP": {thr: %, "average": %}}, {"MR-R1": {thr: %}}, top-1 IoUs) for the given queries.
+
+    ``listed`` (Q, K, 3) are the windows read, in submission order (:func:`_listed_windows`).
+    """
+    ap = mr_average_precision(*_by_score(listed, listed_valid), gt, gt_valid).mean(0)  # (T,)
     m_ap = {str(t): _pct(v) for t, v in zip(MAP_IOU_THRESHOLDS, ap)}
     m_ap["average"] = _pct(ap.mean())
-    ious = top1_iou(pred, pred_valid, gt, gt_valid)
+    ious = top1_iou(listed, listed_valid, gt, gt_valid)
     r1 = {str(t): _pct(np.mean(ious >= t)) for t in r1_thresholds}
     return m_ap, r1, ious
 
@@ -514,7 +524,7 @@ def _highlight_metrics(submission: Sequence[dict], ground_truth: Sequence[dict])
 
 
 def _evaluate_qvh(submission: Sequence[dict], ground_truth: Sequence[dict]) -> dict:
-    pred, pred_valid = _top_windows(submission)
+    pred, pred_valid = _listed_windows(submission)
     gt, gt_valid = _gt_windows(ground_truth)
     gt_len = gt[..., 1] - gt[..., 0]
     detail: dict = {}
@@ -559,7 +569,7 @@ def _evaluate_qvh(submission: Sequence[dict], ground_truth: Sequence[dict]) -> d
 
 
 def _evaluate_mr(submission: Sequence[dict], ground_truth: Sequence[dict]) -> dict:
-    pred, pred_valid = _top_windows(submission)
+    pred, pred_valid = _listed_windows(submission)
     gt, gt_valid = _gt_windows(ground_truth)
     m_ap, r1, ious = _mr_block(pred, pred_valid, gt, gt_valid, MR_R1_THRESHOLDS)
     miou = _pct(ious.mean())

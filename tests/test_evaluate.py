@@ -140,16 +140,98 @@ def test_ties_in_scores_keep_input_order():
     assert first_right["brief"]["MR-full-mAP"] == 100.0
 
 
-def test_only_top10_windows_count():
+def test_only_the_first_10_listed_windows_count():
     gt = [_gt(1, [[0, 10]])]
     misses = [[100, 110, 0.9 - 0.01 * i] for i in range(10)]  # 10 windows, IoU 0 with the GT
-    # the exact window is 11th by score -> never read: AP 0
-    low = evaluate([_pred(1, misses + [[0, 10, 0.1]])], gt)
-    assert low["brief"]["MR-full-mAP"] == 0.0
-    # the same window listed 11th but with the highest score is the top-1 after sorting: AP 1
-    high = evaluate([_pred(1, misses + [[0, 10, 0.95]])], gt)
-    assert high["brief"]["MR-full-mAP"] == 100.0
-    assert high["brief"]["MR-full-R1@0.7"] == 100.0
+    # the exact window is listed 11th -> never read, whatever its score (official compute_mr_ap: [:10])
+    for score in (0.1, 0.95):
+        res = evaluate([_pred(1, misses + [[0, 10, score]])], gt)
+        assert res["brief"]["MR-full-mAP"] == 0.0 and res["brief"]["MR-full-R1@0.5"] == 0.0
+
+
+def test_unsorted_submission_with_ties_and_more_than_10_windows():
+    # Listed: w1 [100,110] 0.5 (miss), w2 [0,10] 0.5 (hit, tied with w1), 8 misses at 0.1, then [0,10] 0.99
+    # as the 11th. The official evaluator reads w1..w10 only. R1 takes w1, the first listed: IoU 0 -> 0.
+    # AP sorts w1..w10 by score with a stable sort: w1, w2 (tie, listed order), then the misses:
+    # FP, TP -> precision [0, 1/2] -> AP 1/2 at every threshold -> mAP 50.
+    # (Sorting by score first would have given R1 100 and mAP 100 from the 11th window.)
+    listed = [[100, 110, 0.5], [0, 10, 0.5]] + [[200 + 10 * i, 205 + 10 * i, 0.1] for i in range(8)]
+    res = evaluate([_pred(1, listed + [[0, 10, 0.99]])], [_gt(1, [[0, 10]])])
+    assert res["brief"]["MR-full-R1@0.5"] == 0.0 and res["brief"]["MR-full-R1@0.7"] == 0.0
+    assert res["brief"]["MR-full-mAP"] == 50.0
+    # the "mr" type (Charades-STA, TACoS) reads windows the same way: mIoU of the first listed window
+    mr = evaluate([_pred(1, [[5, 10, 0.1], [0, 10, 0.9]])], [_gt(1, [[0, 10]])], dataset_type="mr")
+    assert mr["brief"]["MR-mIoU"] == 50.0 and mr["brief"]["MR-R1@0.5"] == 100.0 and mr["brief"]["MR-R1@0.7"] == 0.0
+
+
+def _official_mr(submission: list[dict], ground_truth: list[dict]) -> dict:
+    """The official moment_detr standalone_eval semantics, written out loop by loop (no project code):
+    compute_mr_ap reads pred_relevant_windows[:10], sorts them with list.sort(key=-score) (stable), matches
+    each to the untaken GT window of highest IoU (argsort()[::-1]) and takes VOC-interpolated AP;
+    compute_mr_r1 takes pred_relevant_windows[0] against the GT window it overlaps most (hull union)."""
+    thresholds = [round(0.5 + 0.05 * i, 2) for i in range(10)]
+    gt_by_qid = {d["qid"]: d["relevant_windows"] for d in ground_truth}
+    aps, r1 = [], []
+    for d in submission:
+        gts = np.array(gt_by_qid[d["qid"]], dtype=float)
+        preds = sorted(d["pred_relevant_windows"][:10], key=lambda w: -w[2])
+        tp = np.zeros((10, len(preds)))
+        fp = np.zeros((10, len(preds)))
+        lock = -np.ones((10, len(gts)))
+        for i, w in enumerate(preds):
+            inter = np.clip(np.minimum(w[1], gts[:, 1]) - np.maximum(w[0], gts[:, 0]), 0, None)
+            iou = inter / ((w[1] - w[0]) + (gts[:, 1] - gts[:, 0]) - inter)
+            for t, thr in enumerate(thresholds):
+                for j in iou.argsort()[::-1]:
+                    if iou[j] < thr:
+                        fp[t, i] = 1
+                        break
+                    if lock[t, j] >= 0:
+                        continue
+                    tp[t, i] = 1
+                    lock[t, j] = i
+                    break
+                if fp[t, i] == 0 and tp[t, i] == 0:
+                    fp[t, i] = 1
+        ap = []
+        for t in range(10):
+            tps, fps = np.cumsum(tp[t]), np.cumsum(fp[t])
+            prec = np.hstack([[0], tps / (tps + fps), [0]])
+            rec = np.hstack([[0], tps / len(gts), [1]])
+            for k in range(len(prec) - 2, -1, -1):
+                prec[k] = max(prec[k], prec[k + 1])
+            idx = np.where(rec[1:] != rec[:-1])[0] + 1
+            ap.append(np.sum((rec[idx] - rec[idx - 1]) * prec[idx]))
+        aps.append(ap)
+        first = d["pred_relevant_windows"][0][:2]
+        inter = np.clip(np.minimum(first[1], gts[:, 1]) - np.maximum(first[0], gts[:, 0]), 0, None)
+        best = gts[np.argmax(inter / ((first[1] - first[0]) + (gts[:, 1] - gts[:, 0]) - inter))]
+        hull = max(first[1], best[1]) - min(first[0], best[0])
+        r1.append(max(0.0, min(first[1], best[1]) - max(first[0], best[0])) / hull)
+    ap_thr = np.mean(aps, axis=0)
+    return {"MR-full-mAP": float(f"{100 * ap_thr.mean():.2f}"), "MR-full-mAP@0.5": float(f"{100 * ap_thr[0]:.2f}"),
+            "MR-full-mAP@0.75": float(f"{100 * ap_thr[5]:.2f}"),
+            "MR-full-R1@0.5": float(f"{100 * np.mean(np.array(r1) >= 0.5):.2f}"),
+            "MR-full-R1@0.7": float(f"{100 * np.mean(np.array(r1) >= 0.7):.2f}")}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_unsorted_submissions_agree_with_the_official_semantics(seed):
+    # windows on a 2-s grid (so IoUs tie), scores from 4 values (so scores tie), 1-25 windows per query,
+    # listed in random order
+    rng = np.random.default_rng(seed)
+    gt, sub = [], []
+    for qid in range(60):
+        starts = rng.choice(np.arange(0, 140, 2), size=rng.integers(1, 4), replace=False)
+        gt.append(_gt(qid, [[float(s), float(s + 2 * rng.integers(1, 6))] for s in sorted(starts)]))
+        n = int(rng.integers(1, 26))
+        s = rng.integers(0, 70, size=n) * 2.0
+        e = s + rng.integers(1, 8, size=n) * 2.0
+        scores = rng.choice([0.2, 0.4, 0.6, 0.8], size=n)
+        sub.append(_pred(qid, [[float(a), float(b), float(c)] for a, b, c in zip(s, e, scores)]))
+    ours = evaluate(sub, gt)["brief"]
+    for key, expected in _official_mr(sub, gt).items():
+        assert ours[key] == pytest.approx(expected, abs=0.01), key
 
 
 def _hd_gt(qid, duration, clip_ids, scores):
@@ -205,12 +287,12 @@ def test_hd_ap_ties_and_zero_padding():
 def test_mr_type_three_queries():
     # q1: top-1 [0,10] vs GT [0,10]                      IoU 1
     # q2: top-1 [5,15] vs GTs [40,50], [0,10]: best GT [0,10], IoU 5/15 = 1/3
-    # q3: windows [0,2] 0.5 and [10,16] 0.9 -> top-1 [10,16] vs GT [10,20]: IoU 6/10 = 0.6
+    # q3: windows [10,16] 0.9 and [0,2] 0.5 -> top-1 [10,16] vs GT [10,20]: IoU 6/10 = 0.6
     # R1@0.3 = 3/3, R1@0.5 = 2/3 (q1, q3), R1@0.7 = 1/3 (q1); mIoU = (1 + 1/3 + 0.6) / 3 = 64.44
     # AP: q1 1 everywhere; q2 0; q3 1 for thresholds 0.5, 0.55, 0.6 (IoU 0.6 >= 0.6), else 0
     #   mAP@0.5 = 2/3, mAP@0.75 = 1/3, average = (3 * 2/3 + 7 * 1/3) / 10 = 13/30
     gt = [_gt("a", [[0, 10]]), _gt("b", [[40, 50], [0, 10]]), _gt("c", [[10, 20]])]
-    sub = [_pred("c", [[0, 2, 0.5], [10, 16, 0.9]]), _pred("a", [[0, 10, 0.8]]), _pred("b", [[5, 15, 0.7]])]
+    sub = [_pred("c", [[10, 16, 0.9], [0, 2, 0.5]]), _pred("a", [[0, 10, 0.8]]), _pred("b", [[5, 15, 0.7]])]
     res = evaluate(sub, gt, dataset_type="mr")
     assert res["brief"] == {
         "MR-R1@0.3": 100.0, "MR-R1@0.5": 66.67, "MR-R1@0.7": 33.33, "MR-mIoU": 64.44,
