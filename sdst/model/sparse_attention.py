@@ -1,24 +1,33 @@
 """How the recurrent decoder queries read the video (§3.3.4, Tab. 5): RDSA and its two alternatives.
 
-All three share one interface, ``forward(H, R, D, d_mask, lengths) -> (H, info)``: H (B, M, F) latents,
-R (B, M, 2) references (centre, width) in [0, 1], D (B, T, F) the conditioning dense embedding with its
-mask and valid lengths. The result is post-norm residual: ``LN(H + DropPath(out))`` (§A).
+All three share one interface, ``forward(H, R, D, d_mask, lengths, query_pos) -> (H, info)``: H (B, M, F)
+latents, R (B, M, 2) references (centre, width) in [0, 1], D (B, T, F) the conditioning dense embedding with
+its mask and valid lengths, query_pos (B, M, F) the queries' positional embedding (an MLP of the references'
+sinusoids, DAB-DETR). The result is post-norm residual: ``LN(H + DropPath(out))`` (§A).
 
 * ``rdsa`` — Reference-based Deformable Self-Attention (Eqs. 10-11): a context CNN over D, the CNN output
   sampled at the reference's left edge, centre and right edge (Tab. M: which points, CNN on/off), an MLP to
   a 64-d query Q̂, offsets Δ = G_Δ(Q̂) and weights A = softmax(G_A(Q̂)); values of D sampled at
   c + (w/2)·Δ so that Δ = -1 / +1 are the current left / right edges (Eq. 9, Fig. 4).
-* ``deformable_ca`` — the standard deformable cross-attention (Eq. 8): Q̂ from the latents H.
-* ``standard_ca`` — plain multi-head cross-attention from H to D (Vaswani et al.).
+* ``deformable_ca`` — the standard deformable cross-attention (Eq. 8) as Deformable-DETR's decoder runs it
+  (models/deformable_transformer.py DeformableTransformerDecoderLayer, ops/modules/ms_deform_attn.py): the
+  query is ``H + query_pos``, offsets and weights are linear maps of it, values are D without positions.
+* ``standard_ca`` — multi-head cross-attention from H to D as DETR's decoder runs it (models/transformer.py
+  TransformerDecoderLayer): query ``H + query_pos``, key ``D + pos`` with ``pos`` the sine encoding of the
+  clips' normalised positions (models/position_encoding.py, normalize=True), value D.
+RDSA reads positions through where it samples (its query comes from D at the reference's l, c, r), so it
+takes no positional embedding.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sdst.model.layers import AttentionBlock, DropPath, MLP, sample_1d
+from sdst.model.layers import AttentionBlock, DropPath, MLP, sample_1d, sinusoidal
 
 # Initial offset centres per head [decided, TadTR-style]: head 0 near the left edge, head 1 near the right
 # edge (Fig. 4), head 2 at the centre (Fig. A); the rest spread over [-1, 1].
@@ -103,7 +112,7 @@ class RDSA(_DeformableBase):
         n = len(self.anchor)
         self.query = MLP([n * dim, dim, query_dim])  # W_Q^def applied to X̂_Q (Eq. 10)
 
-    def forward(self, H, R, D, d_mask, lengths):
+    def forward(self, H, R, D, d_mask, lengths, query_pos=None):
         ctx = self.cnn(D, d_mask) if self.cnn is not None else D
         b, m, _ = R.shape
         pos = torch.stack([R[..., 0] + a * R[..., 1] / 2 for a in self.anchor], dim=-1)  # (B, M, n)
@@ -114,26 +123,43 @@ class RDSA(_DeformableBase):
 
 
 class DeformableCA(_DeformableBase):
-    """Deformable cross-attention (Eq. 8): offsets and weights predicted from the latents alone."""
+    """Deformable cross-attention (Eq. 8, Tab. 5 "Def. CA"): offsets and weights predicted from the query
+    ``H + query_pos`` (Deformable-DETR DeformableTransformerDecoderLayer: ``cross_attn(with_pos_embed(tgt,
+    query_pos), reference_points, src, ...)``; MSDeformAttn maps that query to sampling_offsets and
+    attention_weights); the values are D's projection, without positions (MSDeformAttn value_proj(input_flatten))."""
 
     def __init__(self, dim: int, heads: int = 8, points: int = 4, query_dim: int = 64, droppath: float = 0.0,
                  **_):
         super().__init__(dim, heads, points, query_dim, droppath)
-        self.query = MLP([dim, dim, query_dim])
+        self.query = MLP([dim, dim, query_dim])  # W_Q^def (Eq. 7), as deep as RDSA's so Tab. 5 compares queries
 
-    def forward(self, H, R, D, d_mask, lengths):
-        return self.attend(H, self.query(H), R, D, lengths)
+    def forward(self, H, R, D, d_mask, lengths, query_pos=None):
+        q = H if query_pos is None else H + query_pos  # Deformable-DETR with_pos_embed(tgt, query_pos)
+        return self.attend(H, self.query(q), R, D, lengths)
+
+
+def clip_position_encoding(lengths: torch.Tensor, t: int, dim: int) -> torch.Tensor:
+    """(B, T, dim) sine encoding of each clip's centre normalised by its video's valid length, times 2π: DETR's
+    PositionEmbeddingSine(normalize=True) in 1-D, with Deformable-DETR's half-cell offset ((i + 0.5) / n · 2π,
+    models/position_encoding.py), so a clip and a reference centre share the [0, 1] coordinates of R."""
+    n = lengths.to(torch.float32).clamp(min=1).unsqueeze(1)
+    centres = (torch.arange(t, device=lengths.device, dtype=torch.float32) + 0.5) / n  # (B, T)
+    return sinusoidal(centres * 2 * math.pi, dim)
 
 
 class StandardCA(nn.Module):
-    """Multi-head cross-attention from the latents to every clip of D (Tab. 5, "Stand. CA")."""
+    """Multi-head cross-attention from the latents to every clip of D (Tab. 5, "Stand. CA"), as DETR's decoder
+    (models/transformer.py TransformerDecoderLayer.forward_post): query = H + query_pos, key = D + pos with the
+    clips' sine position encoding, value = D. Without positions the attention could not tell clips apart by
+    where they are: it is invariant to a permutation of the clips."""
 
     def __init__(self, dim: int, heads: int = 8, droppath: float = 0.0, **_):
         super().__init__()
         self.block = AttentionBlock(dim, heads, droppath=droppath)
 
-    def forward(self, H, R, D, d_mask, lengths):
-        return self.block(H, kv=D, kv_mask=d_mask), {}
+    def forward(self, H, R, D, d_mask, lengths, query_pos=None):
+        pos = clip_position_encoding(lengths, D.shape[1], D.shape[-1]).to(D.dtype)
+        return self.block(H, kv=D, kv_mask=d_mask, pos_q=query_pos, pos_k=pos), {}
 
 
 SPARSE_ATTENTION = {"rdsa": RDSA, "deformable_ca": DeformableCA, "standard_ca": StandardCA}
