@@ -69,6 +69,24 @@ class LossConfig:
 
 
 @dataclass
+class MatcherConfig:
+    """Hungarian matching costs (§C.2) [decided, TadTR / Deformable-DETR: focal class cost + L1 + (1 - IoU)], set
+    apart from the loss weights so that a loss ablation (Tab. E, λ = 0) changes the loss, not the matching.
+    Defaults are the costs the λ's of Tab. G gave."""
+    cls: float = 1.0  # class cost (Tab. G λ_cls)
+    l1: float = 1.0  # L1 cost on (centre, width) (Tab. G λ_L1)
+    iou: float = 1.0  # 1 - IoU cost (Tab. G λ_IoU)
+    alpha: float = 0.25  # focal α of the class cost [decided]
+    gamma: float = 2.0  # focal γ of the class cost [decided]
+
+
+def ranks_by_actionness(train: dict) -> bool:
+    """Whether inference confidence is sqrt(p · actionness) (Eq. 23) or p alone: only a trained actionness head
+    ranks windows, so a "w/o L_act" run (λ_act = 0, Tab. E) ranks by p."""
+    return LossConfig(**train.get("loss", {})).act > 0
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 60  # QVHighlights (Tab. A)
     batch_size: int = 32  # (Tab. A)
@@ -89,6 +107,7 @@ class TrainConfig:
     nms_sigma: float = 0.5  # Gaussian soft-NMS (§C.4) [decided, ActionFormer]
     eval_batch_size: int = 64
     loss: dict = field(default_factory=dict)  # LossConfig overrides (Tab. G)
+    matcher: dict = field(default_factory=dict)  # MatcherConfig overrides (Hungarian costs, §C.2)
 
 
 # How a run executes, not what it computes: left out of the run identity (the rule parameter Snakemake compares
@@ -167,14 +186,15 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
 
     train = {k: v for k, v in config["train"].items() if k not in ("seeds", "datasets")}
     for k, v in config["train"].get("datasets", {}).get(dataset, {}).items():
-        if k == "loss":
-            train["loss"] = {**train.get("loss", {}), **v}
+        if k in ("loss", "matcher"):
+            train[k] = {**train.get(k, {}), **v}
         else:
             train[k] = v
     for k, v in sets.get("train", {}).items():
         train[k] = v
     tcfg = dataclass_from(TrainConfig, train, "train")
     dataclass_from(LossConfig, tcfg.loss, "train.loss")
+    dataclass_from(MatcherConfig, tcfg.matcher, "train.matcher")
 
     ds = config["datasets"][dataset]
     data = {k: copy.deepcopy(ds[k]) for k in ("annotations", "clip_len", "saliency", "splits", "backbone")}

@@ -16,6 +16,7 @@ import torch
 
 from extract.devices import resolve_device
 from sdst.cli import exits_on_bad_input
+from sdst.config import ranks_by_actionness
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record
 from sdst.postprocess import to_records
 
@@ -29,7 +30,9 @@ def autocast_for(device: str, amp: bool):
 
 @torch.no_grad()
 def predict_records(model, dataset: FeatureDataset, clip_len: float, batch_size: int = 64, device: str = "cpu",
-                    nms_sigma: float = 0.5, amp: bool = True) -> list[dict]:
+                    nms_sigma: float = 0.5, amp: bool = True, use_actionness: bool = True) -> list[dict]:
+    """Records of every query of ``dataset``; ``use_actionness``: confidence sqrt(p · actionness) (Eq. 23) or p
+    alone (sdst.config.ranks_by_actionness: the run's actionness head is trained only if λ_act > 0)."""
     was_training = model.training
     model.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
@@ -38,7 +41,7 @@ def predict_records(model, dataset: FeatureDataset, clip_len: float, batch_size:
         batch = batch_to(batch, device)
         with autocast_for(device, amp):
             out = model(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"])
-        records += to_records(out, batch["meta"], clip_len, sigma=nms_sigma)
+        records += to_records(out, batch["meta"], clip_len, sigma=nms_sigma, use_actionness=use_actionness)
     model.train(was_training)
     return records
 
@@ -66,7 +69,7 @@ def run_split(checkpoint: str, features: str, split: str, out: str, device: str 
     dev = resolve_device(device)
     model.to(dev)
     records = predict_records(model, ds, data["clip_len"], train["eval_batch_size"], dev, train["nms_sigma"],
-                              train["amp"])
+                              train["amp"], use_actionness=ranks_by_actionness(train))
     write_jsonl(out, records)
     write_jsonl(str(out) + ".gt.jsonl", [query_record(q) for q in ds.items])
     left_out = sorted({q.vid for q in queries} - {q.vid for q in ds.items})

@@ -7,15 +7,20 @@
 * L_align (§C.3): per level, InfoNCE between the projected video V^ℓ and the pooled text T^pool_ℓ, with
   negatives the same clip of the other videos in the batch (video-level, Eq. 21) and the same clip at the
   other levels (layer-wise, Eq. 22).
+Every term is computed in float32 (the model's outputs are cast on entry, autocast is off), also when the
+model ran under bf16/fp16 autocast (§A: mixed precision): the focal and log-softmax terms lose too much in
+16 bits.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
-from sdst.config import LossConfig
-from sdst.matcher import MatchCost, hungarian_match
+from sdst.config import LossConfig, MatcherConfig
+from sdst.matcher import hungarian_match
 from sdst.model.layers import span_cw_to_se, temporal_iou
 
 
@@ -77,12 +82,35 @@ def layer_wise_nce(V: torch.Tensor, tpool: torch.Tensor, pos: torch.Tensor, has:
     return nll[has].mean()
 
 
+def float32_outputs(out):
+    """The model's output dict (nested lists/dicts too) with every floating tensor cast to float32."""
+    if isinstance(out, dict):
+        return {k: float32_outputs(v) for k, v in out.items()}
+    if isinstance(out, (list, tuple)):
+        return type(out)(float32_outputs(v) for v in out)
+    return out.float() if torch.is_tensor(out) and out.is_floating_point() else out
+
+
+def float32_loss(forward):
+    """Decorator of a criterion's ``forward(out, batch)``: the outputs cast to float32 and autocast off inside,
+    so every loss term (and matching cost) is float32 whatever dtype the model ran in."""
+
+    @functools.wraps(forward)
+    def wrapped(self, out: dict, batch: dict) -> dict:
+        with torch.autocast(batch["video_mask"].device.type, enabled=False):
+            return forward(self, float32_outputs(out), batch)
+
+    return wrapped
+
+
 class SetCriterion(torch.nn.Module):
-    def __init__(self, cfg: LossConfig | None = None):
+    """L of Eq. 14 from the loss weights (``cfg``, Tab. G) and the matching costs (``matcher``, its own weights:
+    a λ set to 0 leaves the matching as it was)."""
+
+    def __init__(self, cfg: LossConfig | None = None, matcher: MatcherConfig | None = None):
         super().__init__()
         self.cfg = cfg or LossConfig()
-        self.cost = MatchCost(cls=self.cfg.cls, l1=self.cfg.l1, iou=self.cfg.iou, alpha=self.cfg.focal_alpha,
-                              gamma=self.cfg.focal_gamma)
+        self.cost = matcher or MatcherConfig()
 
     def _moment_losses(self, logits, spans, targets, prefix: str) -> dict:
         c = self.cfg
@@ -103,6 +131,7 @@ class SetCriterion(torch.nn.Module):
             losses[f"{prefix}l1"] = losses[f"{prefix}iou"] = spans.sum() * 0.0
         return losses
 
+    @float32_loss
     def forward(self, out: dict, batch: dict) -> dict:
         """Returns every weighted term and ``loss`` (their sum). batch: spans (list of (G, 2) cw),
         saliency (B, T), video_mask (B, T)."""

@@ -1,30 +1,23 @@
 """Hungarian matching of predicted spans to ground-truth windows, per level (§C.2).
 
 Cost [decided, TadTR / Deformable DETR]: focal-style classification cost + L1 on (centre, width) +
-(1 - IoU), weighted by the loss weights of Tab. G. The assignment is scipy's linear_sum_assignment on the
-CPU, one sample at a time; the cost matrices are computed for the whole batch at once.
+(1 - IoU), with the matcher's own weights (sdst.config.MatcherConfig, ``train.matcher``; DETR's set_cost_*
+apart from its loss coefficients), so a loss ablation with λ = 0 (Tab. E) keeps the matching. Costs are
+computed in float32 whatever the model's autocast dtype. The assignment is scipy's linear_sum_assignment on
+the CPU, one sample at a time; the cost matrices are computed for the whole batch at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from sdst.config import MatcherConfig
 from sdst.model.layers import span_cw_to_se, temporal_iou
 
 
-@dataclass(frozen=True)
-class MatchCost:
-    cls: float = 1.0  # λ_cls (Tab. G)
-    l1: float = 1.0  # λ_L1 (Tab. G)
-    iou: float = 1.0  # λ_IoU (Tab. G)
-    alpha: float = 0.25  # focal α [decided]
-    gamma: float = 2.0  # focal γ [decided]
-
-
-def cost_matrix(logits: torch.Tensor, spans: torch.Tensor, targets: torch.Tensor, cost: MatchCost) -> torch.Tensor:
+def cost_matrix(logits: torch.Tensor, spans: torch.Tensor, targets: torch.Tensor,
+                cost: MatcherConfig) -> torch.Tensor:
     """logits (B, M), spans (B, M, 2) cw, targets (B, G, 2) cw (padded) -> (B, M, G)."""
     p = logits.sigmoid()
     neg = (1 - cost.alpha) * p.pow(cost.gamma) * -(1 - p + 1e-8).log()
@@ -37,8 +30,9 @@ def cost_matrix(logits: torch.Tensor, spans: torch.Tensor, targets: torch.Tensor
 
 @torch.no_grad()
 def hungarian_match(logits: torch.Tensor, spans: torch.Tensor, targets: list[torch.Tensor],
-                    cost: MatchCost = MatchCost()) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                    cost: MatcherConfig | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One (pred_idx, target_idx) pair of int64 tensors per sample; empty for a sample without targets."""
+    cost = cost or MatcherConfig()
     b = logits.shape[0]
     sizes = [len(t) for t in targets]
     g = max(sizes, default=0)
@@ -46,10 +40,11 @@ def hungarian_match(logits: torch.Tensor, spans: torch.Tensor, targets: list[tor
     if g == 0:
         empty = torch.empty(0, dtype=torch.int64)
         return [(empty, empty) for _ in range(b)]
-    padded = spans.new_zeros(b, g, 2)
+    padded = spans.new_zeros(b, g, 2, dtype=torch.float32)
     for i, t in enumerate(targets):
         padded[i, : len(t)] = t
-    c = cost_matrix(logits.float(), spans.float(), padded.float(), cost).cpu()
+    with torch.autocast(spans.device.type, enabled=False):  # float32 costs even inside an autocast region
+        c = cost_matrix(logits.float(), spans.float(), padded, cost).cpu()
     for i, n in enumerate(sizes):
         if n == 0:
             out.append((torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64)))

@@ -1,16 +1,17 @@
-"""Losses: each term against a hand computation, and the total decreasing on a fixed batch."""
+"""Losses: each term against a hand computation, the total decreasing on a fixed batch, float32 under bf16."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from conftest import fit_one_batch, make_synthetic_cache, synthetic_run
 from sdst.config import LossConfig
 from sdst.data import FeatureDataset, cache_info, collate, split_queries
 from sdst.losses import SetCriterion, layer_wise_nce, sampled_nce, sigmoid_focal, video_level_nce
-from sdst.model import build_model
+from sdst.model import build_criterion, build_model
 from sdst.train import fit_input_norms
 
 
@@ -59,3 +60,41 @@ def test_total_loss_decreases_on_a_fixed_batch(tmp_path):
     history, losses = fit_one_batch(model, crit, batch)
     assert sum(history[-5:]) / 5 < 0.5 * sum(history[:5]) / 5, history
     assert set(losses) >= {"cls", "l1", "iou", "act", "sal", "align_video", "align_layer", "aux0_cls", "loss"}
+
+
+def _cast(out, dtype):
+    if isinstance(out, dict):
+        return {k: _cast(v, dtype) for k, v in out.items()}
+    if isinstance(out, list):
+        return [_cast(v, dtype) for v in out]
+    return out.to(dtype) if torch.is_tensor(out) and out.is_floating_point() else out
+
+
+@pytest.mark.parametrize("arch", ["sdst", "r2tuning"])
+def test_losses_are_float32_when_the_model_ran_in_bfloat16(arch):
+    """Mixed precision (§A): the outputs come in bf16; every loss term (and the matching) runs in float32,
+    so it equals the loss of the same outputs cast to float32 first, inside an autocast region or not."""
+    torch.manual_seed(0)
+    b, t, n = 3, 12, 6
+    vmask = torch.arange(t)[None] < torch.tensor([[12], [9], [7]])
+    tmask = torch.arange(n)[None] < torch.tensor([[6], [4], [5]])
+    batch = {"video": torch.randn(b, 4, t, 32), "video_mask": vmask, "text": torch.randn(b, 4, n, 24),
+             "text_mask": tmask, "saliency": torch.randint(0, 5, (b, t)).float() * vmask,
+             "spans": [torch.tensor([[0.3, 0.2], [0.7, 0.3]]), torch.tensor([[0.5, 0.4]]), torch.tensor([[0.2, 0.1]])]}
+    params = {"hidden_dim": 32, "heads": 4, **({"num_queries": 6, "deform_heads": 4} if arch == "sdst" else {})}
+    model = build_model(arch, params, 32, 24, 4)
+    out16 = _cast(model(batch["video"], vmask, batch["text"], tmask), torch.bfloat16)
+    crit = build_criterion(arch, LossConfig())
+    torch.manual_seed(1)  # the positive clip of SampledNCE is drawn from torch's RNG
+    got = crit(out16, batch)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        in_autocast = crit(out16, batch)
+    torch.manual_seed(1)
+    expected = crit(_cast(out16, torch.float32), batch)
+    assert set(got) == set(expected)
+    for k in expected:
+        assert got[k].dtype == torch.float32 and in_autocast[k].dtype == torch.float32, k
+        torch.testing.assert_close(got[k], expected[k], rtol=0, atol=0)
+        torch.testing.assert_close(in_autocast[k], expected[k], rtol=0, atol=0)
+    got["loss"].backward()  # gradients flow back into the bf16 outputs

@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sdst.config import LossConfig
-from sdst.losses import layer_wise_nce, sample_positive_clips, sampled_nce, sigmoid_focal, video_level_nce
+from sdst.losses import float32_loss, layer_wise_nce, sample_positive_clips, sampled_nce, sigmoid_focal, video_level_nce
 from sdst.model.layers import AttentionBlock, InputProjection, TextPool, span_cw_to_se
 
 PAD_LOGIT = -20.0  # logit of padded points (sigmoid ~ 2e-9); their spans have zero width as well
@@ -341,7 +341,7 @@ def diou_loss_1d(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) ->
 
 
 class DenseCriterion(nn.Module):
-    """Loss of the dense detectors, from sdst.config.LossConfig:
+    """Loss of the dense detectors, from sdst.config.LossConfig (float32; no Hungarian matching, so no matcher):
 
     * ``cls``: sigmoid focal loss (focal_alpha, focal_gamma) over every valid point, summed and divided by
       the number of positive points of the batch (ActionFormer; [decided] the batch count rather than
@@ -354,7 +354,7 @@ class DenseCriterion(nn.Module):
     Returns every weighted term and ``loss``, their sum.
     """
 
-    def __init__(self, cfg: LossConfig | None = None):
+    def __init__(self, cfg: LossConfig | None = None, matcher=None):  # matcher: unused (label assignment)
         super().__init__()
         self.cfg = cfg or LossConfig()
 
@@ -371,6 +371,7 @@ class DenseCriterion(nn.Module):
             gt_cw.append(t[idx.clamp(min=0)] if len(t) else points.new_zeros(len(points), 2))
         return torch.stack(cls), torch.stack(reg), torch.stack(gt_cw)
 
+    @float32_loss
     def forward(self, out: dict, batch: dict) -> dict:
         c = self.cfg
         cls_t, reg_t, gt_cw = self.targets(out, batch["spans"])
@@ -384,8 +385,7 @@ class DenseCriterion(nn.Module):
             raw["l1"] = (out["pred_spans"][pos].float() - gt_cw[pos]).abs().sum(-1).sum() / n_pos
         else:
             raw["iou"] = raw["l1"] = out["pred_offsets"].sum() * 0.0
-        mask = batch["video_mask"]
-        sal = batch["saliency"]
+        mask, sal = batch["video_mask"], batch["saliency"]
         spos, has = sample_positive_clips(sal, mask)
         raw["sal"] = sampled_nce(out["saliency"].float(), sal, mask, spos, has, c.temperature)
         if "align_video" in out:
