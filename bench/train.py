@@ -50,10 +50,10 @@ def bench(model_name: str, batch: int, iters: int, device: str, dataset: str = "
           clips: int = 75) -> dict:
     import torch
 
-    from sdst.config import BACKBONE_DIMS, LossConfig, load_config, resolve_run
+    from sdst.config import BACKBONE_DIMS, LossConfig, MatcherConfig, load_config, resolve_run
     from sdst.data import batch_to
     from sdst.infer import autocast_for
-    from sdst.model import build_criterion, build_model
+    from sdst.model import build_criterion, build_model, project_parameters
 
     if threads:
         torch.set_num_threads(threads)
@@ -63,7 +63,8 @@ def bench(model_name: str, batch: int, iters: int, device: str, dataset: str = "
     run = resolve_run(config, dataset, model_name, 0)
     dv, dt = BACKBONE_DIMS["1b"]["attn"], BACKBONE_DIMS["1b"]["text"]
     model = build_model(run["model"]["arch"], run["model"]["params"], dv, dt, 4).to(device)
-    crit = build_criterion(run["model"]["arch"], LossConfig(**run["train"]["loss"]))
+    crit = build_criterion(run["model"]["arch"], LossConfig(**run["train"]["loss"]),
+                           MatcherConfig(**run["train"]["matcher"]))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
     use_amp = device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
@@ -79,6 +80,7 @@ def bench(model_name: str, batch: int, iters: int, device: str, dataset: str = "
         torch.nn.utils.clip_grad_norm_(model.parameters(), 35.0)
         scaler.step(opt)
         scaler.update()
+        project_parameters(model)
 
     for i in range(3):
         step(batches[i % 4])

@@ -27,11 +27,12 @@ import torch
 from extract.devices import resolve_device
 from sdst.checkpoint import load_checkpoint, save_checkpoint
 from sdst.cli import exits_on_bad_input
-from sdst.config import LossConfig, canonical, load_config, parse_set, resolve_run, run_identity, with_runtime
+from sdst.config import (LossConfig, MatcherConfig, canonical, load_config, parse_set, ranks_by_actionness, resolve_run,
+                         run_identity, with_runtime)
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record, split_queries
 from sdst.evaluate import evaluate
 from sdst.infer import autocast_for, predict_records
-from sdst.model import build_criterion, build_model
+from sdst.model import build_criterion, build_model, project_parameters
 
 
 def seed_everything(seed: int) -> None:
@@ -121,7 +122,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     model = build_model(run["model"]["arch"], run["model"]["params"], dims["video"], dims["text"], dims["layers"])
     fit_input_norms(model, train_ds)
     model.to(device)
-    criterion = build_criterion(run["model"]["arch"], LossConfig(**t["loss"]))
+    criterion = build_criterion(run["model"]["arch"], LossConfig(**t["loss"]), MatcherConfig(**t.get("matcher", {})))
     optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     use_amp = device.startswith("cuda") and t["amp"]
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
@@ -173,6 +174,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
             torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip_grad"])
             scaler.step(optimizer)
             scaler.update()
+            project_parameters(model)  # e.g. SDST's β back onto [0, 1] (Eq. 3)
             for k, v in losses.items():  # summed on the device: no host sync per iteration
                 sums[k] = sums.get(k, 0.0) + v.detach().float()
             n_iter += 1
@@ -185,7 +187,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
         if device.startswith("cuda"):
             row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
         records = predict_records(model, select_ds, data["clip_len"], t["eval_batch_size"], device,
-                                  t["nms_sigma"], t["amp"])
+                                  t["nms_sigma"], t["amp"], use_actionness=ranks_by_actionness(t))
         metrics = evaluate(records, select_gt, data["eval_type"])["brief"]
         score = sum(metrics[m] for m in t["select_metrics"])
         row.update({f"select_{k}": v for k, v in metrics.items()}, select_score=score)

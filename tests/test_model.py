@@ -1,4 +1,5 @@
-"""SDST model: shapes, parameter counts (Tab. J), every ablation switch, RDSA geometry, sampling helpers."""
+"""SDST model: shapes, parameter counts (Tab. J), every ablation switch, RDSA geometry, sampling helpers, the β
+projection (Eq. 3) and the Tab. 5 alternatives to RDSA (Deformable-DETR / DETR cross-attention)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 import torch
 
 from conftest import ROOT
-from sdst.model import build_model
-from sdst.model.layers import roi_align_1d, sample_1d
-from sdst.model.sparse_attention import RDSA
+from sdst.model import build_model, project_parameters
+from sdst.model.layers import MLP, AttentionBlock, roi_align_1d, sample_1d, span_encoding
+from sdst.model.sparse_attention import RDSA, DeformableCA, StandardCA
 
 
 def _inputs(b=2, k=4, t=12, l=7, dv=32, dt=24, lengths=(12, 9)):
@@ -128,3 +129,82 @@ def test_long_videos_have_no_clip_cap(arch, params):
     out = model(video, vmask, text, tmask)
     assert out["saliency"].shape == (2, 701)
     out["pred_logits"].float().sum().backward()
+
+
+def test_beta_driven_below_zero_comes_back_with_a_gradient_toward_positive_values():
+    """Eq. 3: β ∈ [0, 1] by projection after each step, not by a clamp in forward (whose gradient is 0 below 0)."""
+    model = build_model("sdst", SMALL, 32, 24, 4).eval()  # eval: no dropout, the same function every call
+    inputs = _inputs()
+    with torch.no_grad():
+        model.beta.copy_(torch.tensor([0.5, -0.05, 0.5, 0.5]))  # an update pushed level 2's β below 0
+    grad = torch.autograd.grad(model(*inputs)["saliency"].sum(), model.beta)[0]
+    assert grad[1] != 0  # a clamp in forward gives exactly 0 here, so β would stay below 0 for good
+    direction = grad[1].sign()  # minimising -direction · objective drives β toward positive values
+    opt = torch.optim.AdamW([model.beta], lr=0.02, weight_decay=1e-4)
+    for _ in range(6):
+        loss = -direction * model(*inputs)["saliency"].sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        project_parameters(model)  # what the training loop does after every optimizer step
+    assert model.beta[1] > 0.0
+    assert ((model.beta >= 0) & (model.beta <= 1)).all()
+
+
+def test_projection_puts_beta_in_the_unit_interval_also_when_a_checkpoint_is_loaded():
+    model = build_model("sdst", SMALL, 32, 24, 4).eval()
+    state = model.state_dict()
+    state["beta"] = torch.tensor([-0.3, 0.2, 1.4, 0.5])  # written when forward clamped β and left it raw
+    model.load_state_dict(state)
+    torch.testing.assert_close(model.beta.detach(), torch.tensor([0.0, 0.2, 1.0, 0.5]))
+    with torch.no_grad():
+        model.beta.copy_(torch.tensor([-0.5, 0.3, 1.7, 0.9]))
+    project_parameters(model)
+    torch.testing.assert_close(model.beta.detach(), torch.tensor([0.0, 0.3, 1.0, 0.9]))
+
+
+def _positional_queries(dim, R):
+    torch.manual_seed(1)
+    return MLP([dim, dim, dim])(span_encoding(R, dim))  # DAB-DETR: the queries' positional embedding
+
+
+def test_deformable_ca_offsets_read_the_query_position():
+    """Deformable-DETR: offsets and weights are linear maps of tgt + query_pos, so two queries with equal
+    latents but different references look at different offsets (relative to their references)."""
+    torch.manual_seed(0)
+    dca = DeformableCA(dim=16, heads=2, points=2, query_dim=8)
+    with torch.no_grad():  # away from the zero init (TadTR), where every query gets the bias alone
+        dca.offsets.weight.normal_(std=0.5)
+        dca.weights.weight.normal_(std=0.5)
+    t = 10
+    D, mask, lengths = torch.randn(1, t, 16), torch.ones(1, t, dtype=torch.bool), torch.tensor([t])
+    H = torch.randn(1, 1, 16).expand(1, 2, 16)  # two queries with equal latents
+    R = torch.tensor([[[0.3, 0.2], [0.7, 0.4]]])
+    _, info = dca(H, R, D, mask, lengths, query_pos=_positional_queries(16, R))
+    assert not torch.allclose(info["offsets"][0, 0], info["offsets"][0, 1], atol=1e-3)
+    assert not torch.allclose(info["weights"][0, 0], info["weights"][0, 1], atol=1e-3)
+    # the position is the only difference: without it the two queries predict the same offsets
+    _, same = dca(H, R, D, mask, lengths, query_pos=torch.zeros(1, 2, 16))
+    torch.testing.assert_close(same["offsets"][0, 0], same["offsets"][0, 1])
+
+
+def test_standard_ca_keys_carry_their_clip_positions():
+    """DETR's decoder cross-attention: query H + query_pos, key D + sine position, value D. A position-free
+    attention is blind to the order of the clips; this one is not, and its queries differ by position."""
+    torch.manual_seed(0)
+    sca = StandardCA(dim=16, heads=2)
+    t = 8
+    D, mask, lengths = torch.randn(1, t, 16), torch.ones(1, t, dtype=torch.bool), torch.tensor([t])
+    perm = torch.tensor([3, 7, 0, 5, 1, 6, 2, 4])
+    H = torch.randn(1, 1, 16).expand(1, 2, 16)
+    R = torch.tensor([[[0.2, 0.2], [0.8, 0.2]]])
+    qpos = _positional_queries(16, R)
+    out, _ = sca(H, R, D, mask, lengths, query_pos=qpos)
+    shuffled, _ = sca(H, R, D[:, perm], mask, lengths, query_pos=qpos)
+    assert not torch.allclose(out, shuffled, atol=1e-3)
+    assert not torch.allclose(out[0, 0], out[0, 1], atol=1e-3)  # equal latents, different references
+    blind = AttentionBlock(16, 2)  # the reference: the same attention without positions
+    torch.testing.assert_close(blind(H, kv=D, kv_mask=mask), blind(H, kv=D[:, perm], kv_mask=mask))
+    # positions are normalised by the valid length (DETR normalize=True): padding does not move them
+    padded, pmask = torch.cat([D, torch.randn(1, 4, 16)], 1), torch.cat([mask, torch.zeros(1, 4, dtype=torch.bool)], 1)
+    torch.testing.assert_close(sca(H, R, padded, pmask, lengths, query_pos=qpos)[0], out)

@@ -84,7 +84,7 @@ class SparseStream(nn.Module):
             elif name == "sa":
                 H = block(H, pos_q=query_pos, pos_k=query_pos)
             elif name == "deform":
-                H, info = block(H, R, cond, d_mask, lengths)
+                H, info = block(H, R, cond, d_mask, lengths, query_pos=query_pos)
             else:
                 H = block(H)
         return H, info
@@ -120,7 +120,11 @@ class SDST(nn.Module):
         self.video_proj = InputProjection(video_dim, f, cfg.input_dropout)  # F_v (Eq. 2), shared
         self.text_proj = InputProjection(text_dim, f, cfg.input_dropout)  # F_t (Eq. 2), shared
         self.text_pool = TextPool(f)
-        self.beta = nn.Parameter(torch.zeros(k))  # β^ℓ, zero-initialised, clamped to [0, 1] (Eq. 3)
+        # β^ℓ ∈ [0, 1], zero-initialised (Eq. 3) [decided]: kept in [0, 1] by projection after every optimizer
+        # step (project_parameters), not by a clamp in the forward pass, whose gradient is exactly zero below 0
+        # so that a β an update pushed under 0 could never come back
+        self.beta = nn.Parameter(torch.zeros(k))
+        self.register_load_state_dict_post_hook(lambda module, _: module.project_parameters())
         self.layers = nn.ModuleList([SDSTLayer(cfg) for _ in range(1 if cfg.share_weights else k)])
         self.query_pos = MLP([f, f, f])  # DAB-DETR: positional query from the reference's sinusoids
         self.h0 = nn.Parameter(torch.zeros(m, f))  # H^0, learnable
@@ -138,6 +142,13 @@ class SDST(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @torch.no_grad()
+    def project_parameters(self) -> None:
+        """Project constrained parameters onto their sets: β^ℓ onto [0, 1] (Eq. 3). The training loop calls it
+        after every optimizer step (projected gradient descent); loading a state dict calls it too, so a
+        checkpoint written when the forward pass clamped β behaves as it did then."""
+        self.beta.clamp_(0.0, 1.0)
 
     def _select_queries(self, cond, tpool, d_mask, lengths, H, R):
         """DINO-style query selection (Tab. 5): references at the M most query-like clips ("mixed"),
@@ -174,7 +185,7 @@ class SDST(nn.Module):
             V = self.video_proj(video[:, lv]) * video_mask.unsqueeze(-1).to(video.dtype)
             T = self.text_proj(text[:, lt])
             tpool = self.text_pool(T, text_mask)
-            beta = self.beta[step].clamp(0.0, 1.0)
+            beta = self.beta[step]  # in [0, 1] by projection (project_parameters), so the gradient never dies
             D = beta * D + (1 - beta) * V  # Eq. 3
             D, states = layer.dense(D, video_mask, T, ca_mask, pe)  # Eq. 4
             cond = V if cfg.condition == "raw" else states[cfg.condition]  # Tab. 6
