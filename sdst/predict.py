@@ -75,6 +75,7 @@ class Predictor:
 
         from extract.decode import DecodeSpec, VideoDecodeError, iter_video_chunks
         from extract.features import as_cached, encode_clips, encode_queries
+        from sdst.config import ranks_by_actionness
         from sdst.postprocess import to_records
 
         spec = DecodeSpec(clip_len=self.ident["clip_len"], frames_per_clip=self.ident["frames_per_clip"],
@@ -100,7 +101,8 @@ class Predictor:
                              t.to(self.device), torch.ones(1, t.shape[2], dtype=torch.bool, device=self.device))
         clip_len = self.ident["clip_len"]
         meta = [{"qid": 0, "query": query, "vid": Path(video).stem, "n_clips": n, "duration": info["duration"]}]
-        rec = to_records(out, meta, clip_len, sigma=self.run["train"]["nms_sigma"], top_k=top_k)[0]
+        rec = to_records(out, meta, clip_len, sigma=self.run["train"]["nms_sigma"], top_k=top_k,
+                         use_actionness=ranks_by_actionness(self.run["train"]))[0]
         thumbs = [middles[min(int(((s + e) / 2) // clip_len), n - 1)] for s, e, _ in rec["pred_relevant_windows"][:3]]
         return Prediction(str(video), query, info["duration"], clip_len, rec["pred_relevant_windows"],
                           rec["pred_saliency_scores"], thumbs)
