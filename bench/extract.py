@@ -1,13 +1,14 @@
 """Extraction throughput: the backbone alone, decoding alone, and whole shard jobs.
 
     python bench/extract.py model  --backbone 1b --batch 32 [--device cuda] [--iters 10]
-    python bench/extract.py decode --videos DIR [--workers 1 2 4]
+    python bench/extract.py decode --videos DIR [--workers 1 2 4] [--resize official decoder] [--repeat N]
     python bench/extract.py shard  --videos DIR [--backbone tiny] [--workers 2] [--batch 32]
 
 ``model`` prints clips/s and achieved TFLOP/s (FLOPs per clip from extract.internvideo2.vision_flops_per_clip:
 2.315 TFLOP for 1b at 4 frames) for forward_layers over the last 4 layers with attention pooling, bf16
-autocast on GPU, fp32 on CPU. ``decode`` prints frames/s of the decoding pool alone (worker processes,
-decoder-side resize to 224). ``shard`` runs a real extraction job (decode overlapped with the model) into a
+autocast on GPU, fp32 on CPU. ``decode`` prints frames/s of the decoding pool alone (worker processes),
+for each resize: ``official`` (full-resolution decode + InternVideo2's torch bicubic, the default) and
+``decoder`` (decord's own resize to 224, the fast option). ``shard`` runs a real extraction job (decode overlapped with the model) into a
 temporary store and prints clips/s and the fraction of wall time the model was busy.
 Every figure names the device it was measured on.
 """
@@ -77,17 +78,19 @@ def _videos(folder: str, limit: int | None) -> list[tuple[str, str]]:
     return [(p.stem, str(p)) for p in files[:limit]]
 
 
-def bench_decode(folder: str, workers: int, limit: int | None, clip_len: float = 2.0) -> dict:
+def bench_decode(folder: str, workers: int, limit: int | None, clip_len: float = 2.0, resize: str = "official",
+                 repeat: int = 1) -> dict:
     from extract.decode import DecodePool, DecodeSpec
 
-    items = _videos(folder, limit)
+    items = [(f"{vid}#{r}", path) for r in range(repeat) for vid, path in _videos(folder, limit)]
     frames = 0
     t0 = time.perf_counter()
-    for _, kind, payload in DecodePool(items, DecodeSpec(clip_len=clip_len), workers=workers, timeout_s=600):
+    spec = DecodeSpec(clip_len=clip_len, resize=resize)
+    for _, kind, payload in DecodePool(items, spec, workers=workers, timeout_s=600):
         if kind == "chunk":
             frames += payload[1].shape[0] * payload[1].shape[1]
     dt = time.perf_counter() - t0
-    return {"what": "decode", "workers": workers, "videos": len(items), "frames": frames,
+    return {"what": "decode", "resize": resize, "workers": workers, "videos": len(items), "frames": frames,
             "seconds": round(dt, 2), "frames_per_s": round(frames / dt, 1), "device": _device_name("cpu")}
 
 
@@ -102,7 +105,7 @@ def bench_shard(folder: str, backbone: str, workers: int, batch: int, device: st
         ann.write_text("\n".join(json.dumps({"qid": i, "query": "a benchmark query", "duration": 1.0, "vid": v})
                                  for i, (v, _) in enumerate(items)))
         identity = {"backbone": backbone, "checkpoint": checkpoint, "clip_len": 2.0, "frames_per_clip": 4,
-                    "image_size": 224, "vision_layers": [-4, -3, -2, -1], "pooling": "attn",
+                    "image_size": 224, "resize": "official", "vision_layers": [-4, -3, -2, -1], "pooling": "attn",
                     "text_layers": [-4, -3, -2, -1], "text_max_len": 40, "gelu": "tanh", "seed": 0}
         store = FeatureStore.create(Path(tmp) / "f.zarr", identity)
         meta = Path(tmp) / "store.json"
@@ -129,6 +132,8 @@ def main(argv=None) -> int:
     d.add_argument("--videos", required=True)
     d.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     d.add_argument("--limit", type=int, default=None)
+    d.add_argument("--resize", nargs="+", default=["official", "decoder"], choices=["official", "decoder"])
+    d.add_argument("--repeat", type=int, default=1, help="decode the folder this many times (short clips)")
     s = sub.add_parser("shard")
     s.add_argument("--videos", required=True)
     s.add_argument("--backbone", default="tiny", choices=["tiny", "1b"])
@@ -145,7 +150,8 @@ def main(argv=None) -> int:
             torch.set_num_threads(args.threads)
         results = [bench_model(args.backbone, args.batch, args.device, args.iters)]
     elif args.what == "decode":
-        results = [bench_decode(args.videos, w, args.limit) for w in args.workers]
+        results = [bench_decode(args.videos, w, args.limit, resize=r, repeat=args.repeat)
+                   for r in args.resize for w in args.workers]
     else:
         results = [bench_shard(args.videos, args.backbone, args.workers, args.batch, args.device, args.limit,
                                args.checkpoint)]

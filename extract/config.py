@@ -1,8 +1,9 @@
 """What identifies a feature cache, and where its files live.
 
 The identity is every setting that changes the cached numbers: backbone and checkpoint, clip length,
-frames per clip, image size, which layers, which pooling, text layers and length, the seed of a randomly
-initialised backbone, and :data:`extract.FEATURE_VERSION`. Its hash is part of the store path, so a new
+frames per clip, image size and resize, which layers, which pooling, text layers and length, the text
+encoder's tokenisation recipe (``extract.tokenizer``), the seed of a randomly initialised backbone, and
+:data:`extract.FEATURE_VERSION`. Its hash is part of the store path, so a new
 configuration builds a new store instead of silently mixing features. Settings under ``extract.run``
 (shards, workers, batch size, timeouts, device) only change how the work is done and are not part of it.
 Snakemake (workflow/rules/common.smk) and the extraction commands both call these functions.
@@ -15,9 +16,11 @@ from pathlib import Path
 
 from extract import FEATURE_VERSION
 from extract.cache import identity_hash
+from extract.checkpoint import BACKBONES
+from extract.tokenizer import recipe_for
 
 # keys of the `extract` config section that define the features (everything else lives in extract.run)
-FEATURE_KEYS = ("frames_per_clip", "image_size", "vision_layers", "pooling", "text_layers", "text_max_len",
+FEATURE_KEYS = ("frames_per_clip", "image_size", "resize", "vision_layers", "pooling", "text_layers", "text_max_len",
                 "gelu", "seed")
 
 
@@ -32,6 +35,7 @@ def checkpoint_identity(path: str | None) -> dict | None:
 def extraction_identity(dataset: dict, extract: dict) -> dict:
     ident = {key: extract[key] for key in FEATURE_KEYS}
     ident.update(feature_version=FEATURE_VERSION, backbone=dataset["backbone"],
+                 text_recipe=recipe_for(BACKBONES[dataset["backbone"]]["text"]).identity(),
                  checkpoint=checkpoint_identity(dataset.get("checkpoint")), clip_len=float(dataset["clip_len"]))
     if ident["checkpoint"] is not None:
         ident.pop("seed")  # the seed only matters for a randomly initialised backbone

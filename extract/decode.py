@@ -4,7 +4,8 @@ A video of duration ``d`` seconds is cut into clips of ``clip_len`` seconds (2 s
 TACoS, 1 s for Charades-STA; paper Tab. A). Each clip is split into ``frames_per_clip`` equal
 sub-intervals and the frame shown at the middle of each is taken (internvideo2.md, "Preprocessing").
 Times map to frame indices through the decoder's own per-frame timestamps, never ``t * fps``, so
-variable-frame-rate files are sampled where the viewer sees the frame.
+variable-frame-rate files are sampled where the viewer sees the frame. Frames are resized to a square
+without crop, by default exactly as InternVideo2's evaluation transform does it (:func:`resize_official`).
 
 Decoding runs in worker processes (:class:`DecodePool`), one decord ``VideoReader`` per process and
 video (a reader shared by threads aborts the process). The parent enforces a timeout per video: a worker
@@ -37,12 +38,40 @@ class VideoDecodeError(RuntimeError):
     """A video that cannot be decoded; ``str(err)`` is the reason recorded in the extraction summary."""
 
 
+# How frames reach size x size (no crop). "official" is InternVideo2's evaluation transform
+# (multi_modality dataset/__init__.py get_test_transform: transforms.Resize((224, 224), BICUBIC) on uint8
+# (T, C, H, W) tensors under the torchvision 0.14 it pins, functional_tensor.resize: float32, bicubic
+# a = -0.75, align_corners=False, no antialiasing, clamp to [0, 255], round, uint8). "decoder" lets decord
+# resize (swscale's bicubic): faster, but 1.7/255 to 7.8/255 mean absolute difference from the official
+# frames (bench/extract.py decode prints both rates).
+RESIZES = ("official", "decoder")
+SUB_BATCH_FRAMES = 16  # full-resolution frames held at once by the official resize (1080p: ~100 MB)
+
+
 @dataclass(frozen=True)
 class DecodeSpec:
     clip_len: float  # seconds per clip (Tab. A: 2.0 QVHighlights/TACoS, 1.0 Charades-STA)
     frames_per_clip: int = 4  # InternVideo2-1B f4 checkpoint
-    size: int = 224  # square resize by the decoder (swscale, bicubic: FFmpeg's default), no crop
+    size: int = 224  # square output side, no crop
     chunk_clips: int = 32  # clips per message from a worker (bounds memory per video)
+    resize: str = "official"  # one of RESIZES
+
+    def __post_init__(self):
+        if self.resize not in RESIZES:
+            raise ValueError(f"resize {self.resize!r}: expected one of {RESIZES}")
+
+
+def resize_official(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N, H, W, 3) full-resolution frames -> uint8 (N, 3, size, size), as InternVideo2 evaluates.
+
+    torchvision 0.14 ``Resize((size, size), BICUBIC)`` on a uint8 tensor (see :data:`RESIZES`).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=False)
+    return x.clamp_(0, 255).round_().to(torch.uint8).numpy()
 
 
 def num_clips(duration: float, clip_len: float) -> int:
@@ -94,18 +123,17 @@ def normalize(frames_u8, device=None, dtype=None):
 class _Reader:
     """decord access to one video with the fallbacks this project relies on."""
 
-    def __init__(self, path: str, size: int):
-        import decord
-
+    def __init__(self, path: str, size: int | None):
+        """``size``: the decoder resizes to size x size; None decodes at full resolution."""
         if not os.path.exists(path):
             raise VideoDecodeError(f"file not found: {path}")
         if os.path.isfile(path) and os.path.getsize(path) == 0:
             raise VideoDecodeError(f"empty file: {path}")
+        self.path, self.size = path, size
         try:
-            self.vr = decord.VideoReader(path, num_threads=1, width=size, height=size)
+            self.vr = self._open()
         except Exception as err:  # noqa: BLE001 - decord raises RuntimeError or DECORDError
             raise VideoDecodeError(f"cannot open: {_short(err)}") from None
-        self.path, self.size = path, size
         self.n_frames = len(self.vr)
         if self.n_frames == 0:
             raise VideoDecodeError("no video frames")
@@ -123,8 +151,14 @@ class _Reader:
         self._seq_last: np.ndarray | None = None
         self.clamped = False  # set when frames past a decode error were replaced by the last good one
 
+    def _open(self):
+        import decord
+
+        side = {} if self.size is None else {"width": self.size, "height": self.size}
+        return decord.VideoReader(self.path, num_threads=1, **side)
+
     def frames(self, indices: np.ndarray) -> np.ndarray:
-        """(N, size, size, 3) uint8 for non-decreasing frame ``indices`` (successive calls continue forward)."""
+        """(N, H, W, 3) uint8 for non-decreasing frame ``indices`` (successive calls continue forward)."""
         if not self.sequential:
             try:
                 return self.vr.get_batch(indices.tolist()).asnumpy()
@@ -134,10 +168,8 @@ class _Reader:
         return self._sequential(indices)
 
     def _restart_sequential(self) -> None:
-        import decord
-
         # a reader that raised may be in a bad state
-        self.vr = decord.VideoReader(self.path, num_threads=1, width=self.size, height=self.size)
+        self.vr = self._open()
         self._seq_pos = 0
         self._seq_last = None
 
@@ -170,7 +202,8 @@ def iter_video_chunks(path: str, spec: DecodeSpec) -> Iterator[tuple[str, object
     ``info`` = {"n_clips", "duration", "fps", "n_frames", "codec", "sequential"}. The final message is
     ("done", {"clamped": bool, "n_decodable": int}). Raises :class:`VideoDecodeError`.
     """
-    reader = _Reader(path, spec.size)
+    official = spec.resize == "official"
+    reader = _Reader(path, None if official else spec.size)
     times = clip_frame_times(reader.duration, spec.clip_len, spec.frames_per_clip)
     n_clips = len(times)
     yield "start", {
@@ -185,7 +218,11 @@ def iter_video_chunks(path: str, spec: DecodeSpec) -> Iterator[tuple[str, object
         block = times[first : first + spec.chunk_clips]
         idx = times_to_indices(block.reshape(-1), reader.frame_starts, reader.n_decodable)
         reader.clamped |= bool(len(reader.frame_starts) < reader.n_frames and idx.max() == reader.n_decodable - 1)
-        frames = reader.frames(idx).transpose(0, 3, 1, 2)  # (N, 3, S, S)
+        if official:  # full-resolution frames, a few at a time, through the official resize
+            frames = np.concatenate([resize_official(reader.frames(idx[i:i + SUB_BATCH_FRAMES]), spec.size)
+                                     for i in range(0, len(idx), SUB_BATCH_FRAMES)])
+        else:
+            frames = reader.frames(idx).transpose(0, 3, 1, 2)  # (N, 3, S, S)
         yield "chunk", (first, frames.reshape(len(block), spec.frames_per_clip, *frames.shape[1:]))
     yield "done", {"clamped": reader.clamped, "n_decodable": reader.n_decodable}
 
@@ -212,6 +249,10 @@ def _short(err: BaseException) -> str:
 
 
 def _worker(tasks: mp.Queue, results: mp.Queue, worker_id: int, spec: DecodeSpec) -> None:
+    if spec.resize == "official":
+        import torch
+
+        torch.set_num_threads(1)  # one core per decode worker, like decord's num_threads=1
     while True:
         task = tasks.get()
         if task is None:

@@ -184,7 +184,7 @@ def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, work
         report["queries"]["extracted"] = len(todo_queries)
 
     spec = DecodeSpec(clip_len=ident["clip_len"], frames_per_clip=ident["frames_per_clip"],
-                      size=ident["image_size"], chunk_clips=batch_clips)
+                      size=ident["image_size"], resize=ident["resize"], chunk_clips=batch_clips)
     items, state = [], {}
     for vid in todo_vids:
         path = find_video(videos, vid, exts)
@@ -267,9 +267,9 @@ def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, work
 
 
 def _extract_queries(store, text, items, ident, dev, batch: int = 64) -> None:
-    from extract.text import build_tokenizer
+    from extract.tokenizer import build_tokenizer
 
-    tokenizer = build_tokenizer(max_len=ident["text_max_len"])
+    tokenizer = build_tokenizer(text.name, max_len=ident["text_max_len"])
     for i in range(0, len(items), batch):
         chunk = items[i:i + batch]
         feats = encode_queries(text, tokenizer, [q for _, (q, _) in chunk], ident, dev)

