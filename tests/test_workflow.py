@@ -74,6 +74,16 @@ def test_completed_run_has_nothing_to_do(demo):
     assert planned(*demo) == {}
 
 
+def test_copied_project_reruns_nothing(demo, tmp_path):
+    """A finished project copied elsewhere as `cp -a` does (mtimes kept) has nothing to do: the workflow code
+    and the working directory each go to a new place of another depth, so no job may depend on where either is."""
+    proj, work = demo
+    new_proj, new_work = tmp_path / "elsewhere" / "sdst", tmp_path / "runs" / "2025" / "demo"
+    shutil.copytree(proj, new_proj, symlinks=True, copy_function=shutil.copy2)
+    shutil.copytree(work, new_work, symlinks=True, copy_function=shutil.copy2)
+    assert planned(new_proj, new_work) == {}
+
+
 def test_extract_key_change_reruns_extraction(demo):
     proj, work = demo
 

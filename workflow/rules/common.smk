@@ -1,4 +1,6 @@
 # Pure helpers for the workflow files: paths, canonical parameters, code dependencies, input checks.
+import functools
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -28,13 +30,29 @@ _check_stage2_config()
 RUN = config["extract"]["run"]
 
 
-def code(*paths):
-    """Source files a job depends on (Snakemake does not track imported code): dirs expand to *.py."""
+@functools.lru_cache(maxsize=None)
+def _code_digest(paths):
     files = []
     for p in paths:
         p = ROOT / p
-        files += sorted(str(f) for f in p.rglob("*.py")) if p.is_dir() else [str(p)]
-    return files
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: source file a rule depends on (workflow/rules) does not exist")
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(ROOT).as_posix().encode() + bytes(1) + f.read_bytes() + bytes(1))
+    return f"{len(files)} files, sha256 {digest.hexdigest()[:16]}"
+
+
+def code(*paths):
+    """Fingerprint of the source files a job imports (Snakemake does not track imported code), for `params`:
+    dirs expand to *.py; the hash covers each file's path below the project root and its content.
+
+    A param rather than input files: Snakemake records inputs by path, and these live under the absolute
+    workflow.basedir, so a copied or moved project (or working directory) re-ran every job. The fingerprint
+    only changes when a source's content (or name) does; a new timestamp alone (copy, checkout) re-runs nothing.
+    """
+    return _code_digest(tuple(paths))
 
 
 def dataset(name):
@@ -98,7 +116,8 @@ SEEDS = config["train"]["seeds"]
 
 
 def train_code(wc):
-    """Sources a training run imports (shared ones + its arch's): a change re-runs it and what follows."""
+    """Fingerprint of the sources a training run imports (shared + its arch's): a change re-runs it and what
+    follows."""
     arch = config["model"]["variants"][wc.model]["arch"]
     return code(*train_sources(arch))
 

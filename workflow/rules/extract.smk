@@ -11,9 +11,8 @@ for _name, _ds in config["datasets"].items():
         output:
             annotations=[_ds["annotations"][s] for s in sorted(_ds["annotations"])],
             videos=directory(_ds["videos"]),
-        input:
-            code=code("extract/demo.py"),
         params:
+            code=code("extract/demo.py"),
             spec=canonical_json(_ds["generate"]),
             out=lambda wc, output: str(Path(output.videos).parent),
         log:
@@ -30,10 +29,10 @@ rule init_store:
     input:
         check_hash,
         dataset_checks,
-        code=code("extract/cache.py", "extract/config.py", "extract/shard.py", "extract/__init__.py"),
     output:
         f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
     params:
+        code=code("extract/cache.py", "extract/config.py", "extract/shard.py", "extract/__init__.py"),
         identity=lambda wc: canonical_json(identity(wc.dataset)),
         store=lambda wc, output: str(Path(output[0]).parent / "features.zarr"),
     log:
@@ -51,10 +50,10 @@ rule extract_shard:
         store=f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
         annotations=lambda wc: annotation_files(wc.dataset),
         videos=lambda wc: dataset(wc.dataset)["videos"],
-        code=code("extract", "sdst/annotations.py"),
     output:
         f"{CACHE}/{{dataset}}/{{xhash}}/shards/{{shard}}-of-{{nshards}}.json",
     params:
+        code=code("extract", "sdst/annotations.py"),
         checkpoint=lambda wc: (
             f"--checkpoint {dataset(wc.dataset)['checkpoint']}" if dataset(wc.dataset).get("checkpoint") else ""
         ),

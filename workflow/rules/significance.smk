@@ -7,12 +7,12 @@ rule significance_report:
     """Tables of mean ± std per dataset and model, parameter counts, then the statistics across all of them."""
     input:
         metrics=report_inputs,
-        code=code("sdst/report.py", "sdst/stats.py"),
     output:
         report="{folder}/report.md",
         json="{folder}/report.json",
         scores="{folder}/scores.csv",
     params:
+        code=code("sdst/report.py", "sdst/stats.py"),
         spec=lambda wc: report_spec(wc.folder),
     log:
         "logs/significance/{folder}.log",

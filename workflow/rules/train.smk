@@ -6,13 +6,13 @@ rule train:
     input:
         features=lambda wc: f"{xdir(wc.dataset)}/summary.json",
         annotations=lambda wc: annotation_files(wc.dataset),
-        code=train_code,
     output:
         best="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
         log_csv="results/{dataset}/{model}/seed{seed}/train_log.csv",
         curves="results/{dataset}/{model}/seed{seed}/curves.png",
         summary="results/{dataset}/{model}/seed{seed}/train_summary.json",
     params:
+        code=train_code,
         run=run_config,
         out=lambda wc, output: str(Path(output.best).parent),
     threads: config["train"]["threads"]
@@ -37,11 +37,12 @@ rule predict:
     input:
         ckpt="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
         features=lambda wc: f"{xdir(wc.dataset)}/summary.json",
-        code=code("sdst/infer.py", "sdst/postprocess.py", "sdst/data.py", "sdst/checkpoint.py"),
     output:
         pred="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl",
         gt="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.gt.jsonl",
         info="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.info.json",
+    params:
+        code=code("sdst/infer.py", "sdst/postprocess.py", "sdst/data.py", "sdst/checkpoint.py"),
     threads: config["train"]["threads"]
     resources:
         device=config["train"]["device"],
@@ -58,10 +59,10 @@ rule evaluate_run:
     input:
         pred="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl",
         gt="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.gt.jsonl",
-        code=code("sdst/evaluate.py", "sdst/annotations.py"),
     output:
         "results/{dataset}/{model}/seed{seed}/metrics_{split}.json",
     params:
+        code=code("sdst/evaluate.py", "sdst/annotations.py"),
         kind=lambda wc: eval_type(wc.dataset),
     log:
         "results/{dataset}/{model}/seed{seed}/evaluate_{split}.log",
@@ -76,11 +77,11 @@ rule random_baseline:
     """Random windows and saliency on the headline split: the floor every model must clear."""
     input:
         gt=lambda wc: dataset(wc.dataset)["annotations"][report_splits(wc.dataset)[0]],
-        code=code("sdst/baseline.py", "sdst/evaluate.py", "sdst/annotations.py"),
     output:
         pred="results/{dataset}/random_baseline/predictions.jsonl",
         metrics="results/{dataset}/random_baseline/metrics.json",
     params:
+        code=code("sdst/baseline.py", "sdst/evaluate.py", "sdst/annotations.py"),
         kind=lambda wc: eval_type(wc.dataset),
         clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
     log:
@@ -100,10 +101,10 @@ rule aggregate_model:
         summaries=lambda wc: [f"{r}/train_summary.json" for r in run_dirs(wc)],
         baseline="results/{dataset}/random_baseline/metrics.json",
         extraction="results/{dataset}/extraction.json",
-        code=code("sdst/aggregate.py"),
     output:
         "results/{dataset}/{model}/metrics.json",
     params:
+        code=code("sdst/aggregate.py"),
         runs=run_dirs,
         splits=lambda wc: report_splits(wc.dataset),
     log:
