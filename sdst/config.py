@@ -12,18 +12,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sdst.model.configs import ARCH_CONFIGS, model_config
+from sdst.values import ConfigValueError, check_values, value
 
 # Sources a training run depends on (relative to the project root). Snakemake declares them as inputs of the
 # train rule and the trainer hashes them to decide whether a run may resume. Shared by every arch:
 TRAIN_SOURCES = ("sdst/__init__.py", "sdst/annotations.py", "sdst/checkpoint.py", "sdst/config.py", "sdst/data.py",
                  "sdst/evaluate.py", "sdst/infer.py", "sdst/losses.py", "sdst/matcher.py", "sdst/plots.py",
-                 "sdst/postprocess.py", "sdst/train.py", "sdst/model/__init__.py", "sdst/model/configs.py",
-                 "sdst/model/layers.py", "extract/cache.py", "extract/devices.py")
+                 "sdst/postprocess.py", "sdst/train.py", "sdst/values.py", "sdst/model/__init__.py",
+                 "sdst/model/configs.py", "sdst/model/layers.py", "extract/cache.py", "extract/devices.py")
 # and per arch, its own modules: editing one model never retrains another.
 ARCH_SOURCES = {
     "sdst": ("sdst/model/sdst.py", "sdst/model/sparse_attention.py"),
@@ -55,17 +56,17 @@ BACKBONE_DIMS = {"1b": {"attn": 768, "mean": 1408, "cls": 1408, "text": 1024},
 
 @dataclass
 class LossConfig:
-    l1: float = 1.0  # λ_L1 (Tab. G)
-    iou: float = 1.0  # λ_IoU (Tab. G)
-    sal: float = 0.1  # λ_sal (Tab. G)
-    align_video: float = 0.1  # λ_align_video (Tab. G)
-    align_layer: float = 0.1  # λ_align_layer (Tab. G)
-    act: float = 1.0  # λ_act (Tab. G)
-    cls: float = 1.0  # λ_cls (Tab. G)
-    focal_alpha: float = 0.25  # [decided]
-    focal_gamma: float = 2.0  # [decided]
-    temperature: float = 0.07  # SampledNCE τ [decided, R2-Tuning]
-    aux: bool = True  # MR losses at every level, not only the last (Eq. 13)
+    l1: float = value(1.0, ge=0)  # λ_L1 (Tab. G)
+    iou: float = value(1.0, ge=0)  # λ_IoU (Tab. G)
+    sal: float = value(0.1, ge=0)  # λ_sal (Tab. G)
+    align_video: float = value(0.1, ge=0)  # λ_align_video (Tab. G)
+    align_layer: float = value(0.1, ge=0)  # λ_align_layer (Tab. G)
+    act: float = value(1.0, ge=0)  # λ_act (Tab. G)
+    cls: float = value(1.0, ge=0)  # λ_cls (Tab. G)
+    focal_alpha: float = value(0.25, ge=0, le=1)  # [decided]
+    focal_gamma: float = value(2.0, ge=0)  # [decided]
+    temperature: float = value(0.07, gt=0)  # SampledNCE τ [decided, R2-Tuning]
+    aux: bool = value(True)  # MR losses at every level, not only the last (Eq. 13)
 
 
 @dataclass
@@ -73,11 +74,11 @@ class MatcherConfig:
     """Hungarian matching costs (§C.2) [decided, TadTR / Deformable-DETR: focal class cost + L1 + (1 - IoU)], set
     apart from the loss weights so that a loss ablation (Tab. E, λ = 0) changes the loss, not the matching.
     Defaults are the costs the λ's of Tab. G gave."""
-    cls: float = 1.0  # class cost (Tab. G λ_cls)
-    l1: float = 1.0  # L1 cost on (centre, width) (Tab. G λ_L1)
-    iou: float = 1.0  # 1 - IoU cost (Tab. G λ_IoU)
-    alpha: float = 0.25  # focal α of the class cost [decided]
-    gamma: float = 2.0  # focal γ of the class cost [decided]
+    cls: float = value(1.0, ge=0)  # class cost (Tab. G λ_cls)
+    l1: float = value(1.0, ge=0)  # L1 cost on (centre, width) (Tab. G λ_L1)
+    iou: float = value(1.0, ge=0)  # 1 - IoU cost (Tab. G λ_IoU)
+    alpha: float = value(0.25, ge=0, le=1)  # focal α of the class cost [decided]
+    gamma: float = value(2.0, ge=0)  # focal γ of the class cost [decided]
 
 
 def ranks_by_actionness(train: dict) -> bool:
@@ -88,26 +89,26 @@ def ranks_by_actionness(train: dict) -> bool:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 60  # QVHighlights (Tab. A)
-    batch_size: int = 32  # (Tab. A)
-    lr: float = 1e-4  # AdamW (§A)
-    weight_decay: float = 1e-4  # (§A)
-    lr_step: int = 20  # step decay every 20 epochs (§A)
-    lr_gamma: float = 0.1  # (§A)
-    warmup_iters: int = 2000  # linear warmup (§A)
-    warmup_ratio: float = 0.001  # (§A)
-    clip_grad: float = 35.0  # max norm (§A)
-    min_clips: int = 5  # "minimum video length 5" (Tab. A) [decided: shorter videos are not trained on]
-    amp: bool = True  # mixed precision on GPU (§A); CPU runs in fp32
-    preload: bool = True  # read the whole cache into RAM once per run (QVH ~4.7 GB at 1b)
-    num_workers: int = 0  # DataLoader workers (each opens the store once)
-    device: str = "auto"
-    threads: int = 0  # torch CPU threads (0: torch's default)
-    select_metrics: list[str] | None = None  # summed to pick the best epoch; None: by dataset type
-    nms_sigma: float = 0.5  # Gaussian soft-NMS (§C.4) [decided, ActionFormer]
-    eval_batch_size: int = 64
-    loss: dict = field(default_factory=dict)  # LossConfig overrides (Tab. G)
-    matcher: dict = field(default_factory=dict)  # MatcherConfig overrides (Hungarian costs, §C.2)
+    epochs: int = value(60, ge=1)  # QVHighlights (Tab. A)
+    batch_size: int = value(32, ge=1)  # (Tab. A)
+    lr: float = value(1e-4, gt=0)  # AdamW (§A)
+    weight_decay: float = value(1e-4, ge=0)  # (§A)
+    lr_step: int = value(20, ge=1)  # step decay every 20 epochs (§A)
+    lr_gamma: float = value(0.1, gt=0)  # (§A)
+    warmup_iters: int = value(2000, ge=0)  # linear warmup (§A)
+    warmup_ratio: float = value(0.001, ge=0, le=1)  # (§A)
+    clip_grad: float = value(35.0, gt=0)  # max norm (§A)
+    min_clips: int = value(5, ge=0)  # "minimum video length 5" (Tab. A) [decided: shorter videos are not trained on]
+    amp: bool = value(True)  # mixed precision on GPU (§A); CPU runs in fp32
+    preload: bool = value(True)  # read the whole cache into RAM once per run (QVH ~4.7 GB at 1b)
+    num_workers: int = value(0, ge=0)  # DataLoader workers (each opens the store once)
+    device: str = value("auto", pattern=r"auto|cpu|cuda(:[0-9]+)?")
+    threads: int = value(0, ge=0)  # torch CPU threads (0: torch's default)
+    select_metrics: list[str] | None = value(None, min_len=1)  # summed to pick the best epoch; None: by dataset type
+    nms_sigma: float = value(0.5, gt=0)  # Gaussian soft-NMS (§C.4) [decided, ActionFormer]
+    eval_batch_size: int = value(64, ge=1)
+    loss: dict = value({}, of=LossConfig)  # LossConfig overrides (Tab. G)
+    matcher: dict = value({}, of=MatcherConfig)  # MatcherConfig overrides (Hungarian costs, §C.2)
 
 
 # How a run executes, not what it computes: left out of the run identity (the rule parameter Snakemake compares
@@ -137,10 +138,7 @@ SELECT_METRICS = {"qvh": ["MR-full-mAP", "HL-min-VeryGood-mAP"], "mr": ["MR-R1@0
 
 
 def dataclass_from(cls, values: dict, where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    check_values(cls, values, where)  # unknown keys, types, ranges (sdst.values)
     return cls(**values)
 
 
@@ -152,7 +150,7 @@ def parse_set(items: list[str] | None) -> dict:
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
+        key, text = item.split("=", 1)
         parts = key.split(".")
         if parts[0] not in ("model", "train"):
             parts = ["model"] + parts  # bare keys are model parameters
@@ -160,14 +158,19 @@ def parse_set(items: list[str] | None) -> dict:
         for p in parts[:-1]:
             node = node.setdefault(p, {})
         try:
-            node[parts[-1]] = json.loads(value)  # numbers like 2e-4, true/false, lists
+            node[parts[-1]] = json.loads(text)  # numbers like 2e-4, true/false, lists
         except json.JSONDecodeError:
-            node[parts[-1]] = yaml.safe_load(value)  # bare words and YAML forms
+            node[parts[-1]] = yaml.safe_load(text)  # bare words and YAML forms
     return out
 
 
 def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dict | None = None) -> dict:
-    """The complete configuration of one run, as plain JSON-able data."""
+    """The complete configuration of one run, as plain JSON-able data.
+
+    Every source of a value (``model.datasets.<dataset>``, ``model.variants.<model>``, ``train``,
+    ``train.datasets.<dataset>``, ``--set``) is checked on its own against the dataclasses' declared types and
+    ranges, so an error names the key as the user wrote it (e.g. ``model.datasets.demo.hidden_dim``). The
+    workflow resolves every dataset x variant when it loads, so a bad value stops it before any job."""
     if dataset not in config["datasets"]:
         raise ValueError(f"dataset {dataset!r} is not configured; configured: {sorted(config['datasets'])}")
     variants = config["model"]["variants"]
@@ -178,23 +181,34 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
     arch = variant.pop("arch")
     if arch not in ARCH_CONFIGS:
         raise ValueError(f"model variant {model!r}: unknown arch {arch!r}; registered: {sorted(ARCH_CONFIGS)}")
-    known = {f.name for f in dataclasses.fields(ARCH_CONFIGS[arch])}
-    params = {k: v for k, v in config["model"].get("datasets", {}).get(dataset, {}).items() if k in known}
+    for section in ("model", "train"):
+        unknown = sorted(set(config[section].get("datasets", {})) - set(config["datasets"]))
+        if unknown:
+            raise ConfigValueError(f"{section}.datasets: {unknown} not among the configured datasets "
+                                   f"{sorted(config['datasets'])}")
+    cls = ARCH_CONFIGS[arch]
+    known = {f.name for f in dataclasses.fields(cls)}
+    per_dataset = config["model"].get("datasets", {}).get(dataset, {})
+    any_arch = {f.name for c in ARCH_CONFIGS.values() for f in dataclasses.fields(c)}
+    stray = sorted(set(per_dataset) - any_arch)
+    if stray:  # applied to the variants whose arch has the key: one that no arch has is a typo
+        raise ConfigValueError(f"model.datasets.{dataset}: no model arch has the key(s) {stray}")
+    params = {k: v for k, v in per_dataset.items() if k in known}
+    check_values(cls, params, f"model.datasets.{dataset}")
+    check_values(cls, variant, f"model.variants.{model}")
+    check_values(cls, sets.get("model", {}), "--set model")
     params.update(variant)
     params.update(sets.get("model", {}))
-    cfg = model_config(arch, params)  # validates
+    cfg = model_config(arch, params)
 
-    train = {k: v for k, v in config["train"].items() if k not in ("seeds", "datasets")}
-    for k, v in config["train"].get("datasets", {}).get(dataset, {}).items():
-        if k in ("loss", "matcher"):
-            train[k] = {**train.get(k, {}), **v}
-        else:
-            train[k] = v
-    for k, v in sets.get("train", {}).items():
-        train[k] = v
+    top = {k: v for k, v in config["train"].items() if k not in ("seeds", "datasets")}
+    train: dict = {}
+    for where, values in (("train", top), (f"train.datasets.{dataset}", config["train"].get("datasets", {})
+                                           .get(dataset, {})), ("--set train", sets.get("train", {}))):
+        check_values(TrainConfig, values, where)
+        for k, v in values.items():  # loss and matcher merge key by key; the rest replace
+            train[k] = {**train.get(k, {}), **v} if k in ("loss", "matcher") else v
     tcfg = dataclass_from(TrainConfig, train, "train")
-    dataclass_from(LossConfig, tcfg.loss, "train.loss")
-    dataclass_from(MatcherConfig, tcfg.matcher, "train.matcher")
 
     ds = config["datasets"][dataset]
     data = {k: copy.deepcopy(ds[k]) for k in ("annotations", "clip_len", "saliency", "splits", "backbone")}

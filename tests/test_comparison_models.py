@@ -229,9 +229,9 @@ def test_parameter_counts_of_every_new_variant():
 
 
 def test_bad_choices_are_named():
-    with pytest.raises(ValueError, match="backbone must be one of"):
+    with pytest.raises(ValueError, match="backbone: must be one of"):
         _model("actionformer", {"backbone": "mamba"})
-    with pytest.raises(ValueError, match="neck must be one of"):
+    with pytest.raises(ValueError, match="neck: must be one of"):
         _model("actionformer", {"neck": "bifpn"})
     with pytest.raises(ValueError, match="not among the 4 cached layers"):
         _model("actionformer", {"cache_level": -5})

@@ -58,7 +58,7 @@ def test_every_ablation_switch_builds_and_runs(switch):
 def test_bad_switches_are_named():
     with pytest.raises(ValueError, match="sparse_attention"):
         build_model("sdst", {**SMALL, "sparse_attention": "magic"}, 32, 24, 4)
-    with pytest.raises(ValueError, match="no parameter"):
+    with pytest.raises(ValueError, match="unknown key"):
         build_model("sdst", {**SMALL, "hiden_dim": 3}, 32, 24, 4)
     with pytest.raises(ValueError, match="not among the 4 cached layers"):
         build_model("sdst", {**SMALL, "levels": [-5, -1]}, 32, 24, 4)
