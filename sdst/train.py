@@ -7,7 +7,8 @@ The run directory gets ``checkpoint_last.pt`` (every epoch; a killed run resumes
 as an uninterrupted one: the shuffling order is a function of (seed, epoch) and every RNG state is saved),
 ``checkpoint_best.pt`` (best epoch on the *selection* split, never a reported split), ``train_log.csv``
 (one row per epoch: losses, learning rate, it/s, selection metrics), ``curves.png`` and
-``train_summary.json``.
+``train_summary.json``. What the run prints on stderr is kept in ``checkpoint_last.pt`` too and printed again
+first when it resumes, so the log of a resumed run (the workflow's ``train.log``) holds the whole history.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG state as tensors and plain values (checkpoints load with weights_only=True): numpy's MT19937
+    state (name, 624 uint32 keys, pos, has_gauss, cached_gaussian) with its keys as a list of ints."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+             "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -50,7 +55,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -97,12 +103,48 @@ def write_log(path: Path, history: list[dict]) -> None:
     tmp.replace(path)
 
 
+class RunLog:
+    """What the run prints (stderr), also kept in checkpoint_last.pt. A resumed run prints the earlier lines
+    first, so its log holds the whole history although the workflow's train.log starts empty on every job
+    (Snakemake deletes a job's log before it runs, and the rule writes it with `>`); a fresh run's log holds
+    only its own lines."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        print(line, file=sys.stderr, flush=True)
+
+
+def resume_state(path: Path, run: dict, version: str, log: RunLog) -> dict | None:
+    """checkpoint_last.pt's contents if this run may resume from it, else None (with the reason in the log)."""
+    if not path.is_file():
+        return None
+    try:
+        state = load_checkpoint(path)
+    except ValueError as err:  # unreadable, or refused as unsafe (sdst.checkpoint): never unpickled
+        log(f"{err}; starting afresh")
+        return None
+    if canonical(run_identity(state["run"])) != canonical(run_identity(run)) or state.get("code") != version:
+        log(f"{path}: written by another configuration or code version; starting afresh")
+        return None
+    for line in state.get("log", []):  # the history so far, then this run's lines
+        log(line)
+    log(f"resuming from {path} after epoch {state['epoch'] + 1}")
+    return state
+
+
 def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t, data, seed = run["train"], run["data"], run["seed"]
+    last_path, best_path = out_dir / "checkpoint_last.pt", out_dir / "checkpoint_best.pt"
+    version = code_version(run["model"]["arch"])
+    log = RunLog()
+    state = resume_state(last_path, run, version, log)
     if t["threads"]:
         torch.set_num_threads(t["threads"])
     device = resolve_device(t["device"])
@@ -127,27 +169,20 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     use_amp = device.startswith("cuda") and t["amp"]
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
 
-    last_path, best_path = out_dir / "checkpoint_last.pt", out_dir / "checkpoint_best.pt"
     start_epoch, iteration, history, best = 0, 0, [], {"score": -math.inf, "epoch": -1}
     best_state = None
-    version = code_version(run["model"]["arch"])
-    if last_path.is_file():
-        state = load_checkpoint(last_path)
-        if canonical(run_identity(state["run"])) != canonical(run_identity(run)) or state.get("code") != version:
-            print(f"{last_path}: written by another configuration or code version; starting afresh",
-                  file=sys.stderr)
-        else:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"])
-            start_epoch, iteration = state["epoch"] + 1, state["iteration"]
-            history, best, best_state = state["history"], state["best"], state["best_model"]
-            set_rng_state(state["rng"])
-            print(f"resuming from {last_path} after epoch {state['epoch'] + 1}", file=sys.stderr)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, iteration = state["epoch"] + 1, state["iteration"]
+        history, best, best_state = state["history"], state["best"], state["best_model"]
+        set_rng_state(state["rng"])
+        state = None  # free the loaded copies
 
-    print(f"{run['model']['name']} ({run['model']['arch']}) on {data['name']}, seed {seed}: "
-          f"{model.num_params():,} parameters, {len(train_ds)} train / {len(select_ds)} selection queries, "
-          f"device {device}", file=sys.stderr)
+    log(f"{run['model']['name']} ({run['model']['arch']}) on {data['name']}, seed {seed}: "
+        f"{model.num_params():,} parameters, {len(train_ds)} train / {len(select_ds)} selection queries, "
+        f"device {device}")
     for epoch in range(start_epoch, t["epochs"]):
         model.train()
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -195,16 +230,15 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, "metrics": metrics}
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        log(f"epoch {epoch + 1}/{t['epochs']}: loss {row.get('train_loss', float('nan')):.4f}, "
+            f"{row['it_per_s']:.2f} it/s, select score {score:.2f} (best {best['score']:.2f} @ {best['epoch']})")
         # the last checkpoint also holds the best weights: Snakemake deletes a job's outputs (the best
         # checkpoint) before re-running it, and a resumed run must still be able to write them
         save_checkpoint(last_path, {"run": run, "dims": dims, "model": model.state_dict(), "code": version,
                                     "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                                     "epoch": epoch, "iteration": iteration, "history": history, "best": best,
-                                    "best_model": best_state, "rng": rng_state()})
+                                    "best_model": best_state, "rng": rng_state(), "log": log.lines})
         write_log(out_dir / "train_log.csv", history)
-        print(f"epoch {epoch + 1}/{t['epochs']}: loss {row.get('train_loss', float('nan')):.4f}, "
-              f"{row['it_per_s']:.2f} it/s, select score {score:.2f} (best {best['score']:.2f} @ {best['epoch']})",
-              file=sys.stderr)
 
     if best_state is None:
         raise RuntimeError("no epoch was trained (epochs = 0?)")

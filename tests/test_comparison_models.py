@@ -194,7 +194,7 @@ def test_train_end_to_end_and_rebuild_from_checkpoint(synthetic, tmp_path, varia
     assert summary["epochs"] == 2 and (tmp_path / "checkpoint_best.pt").is_file()
     model, loaded_run, dims = model_from_checkpoint(tmp_path / "checkpoint_best.pt")
     assert loaded_run == run and type(model).__name__ == {"af": "ActionFormer", "r2tuning": "R2Tuning"}[variant]
-    state = torch.load(tmp_path / "checkpoint_best.pt", weights_only=False)["model"]
+    state = torch.load(tmp_path / "checkpoint_best.pt", weights_only=True)["model"]
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert model.video_norm.std.ne(1).any()  # the input standardisation was fitted and carried
 

@@ -37,8 +37,8 @@ def test_same_seed_same_result_and_checkpoint_carries_config(tmp_path):
     assert (tmp_path / "a" / "curves.png").stat().st_size > 10_000
     model, loaded_run, dims = model_from_checkpoint(tmp_path / "a" / "checkpoint_best.pt")
     assert loaded_run == run and dims["video"] == 24
-    wa = torch.load(tmp_path / "a" / "checkpoint_best.pt", weights_only=False)["model"]
-    wb = torch.load(tmp_path / "b" / "checkpoint_best.pt", weights_only=False)["model"]
+    wa = torch.load(tmp_path / "a" / "checkpoint_best.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "b" / "checkpoint_best.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
@@ -64,12 +64,20 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     resumed = subprocess.run(_train_cmd(run, syn["summary"], out), cwd=ROOT, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr
+    # the resumed run's log (train.log: Snakemake starts it empty) holds the whole history, each epoch once
+    assert [resumed.stderr.count(f"epoch {e}/6:") for e in range(1, 7)] == [1] * 6, resumed.stderr
     a, b = (json.loads((d / "train_summary.json").read_text()) for d in (tmp_path / "full", out))
     assert a["select_metrics"] == b["select_metrics"] and a["best_epoch"] == b["best_epoch"]
     assert (tmp_path / "full" / "train_log.csv").read_text().splitlines()[1:] != []
-    wa = torch.load(tmp_path / "full" / "checkpoint_last.pt", weights_only=False)["model"]
-    wb = torch.load(out / "checkpoint_last.pt", weights_only=False)["model"]
+    wa = torch.load(tmp_path / "full" / "checkpoint_last.pt", weights_only=True)["model"]
+    wb = torch.load(out / "checkpoint_last.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # a run of another configuration in the same folder starts afresh, and so does its log
+    shorter = {**run, "train": {**run["train"], "epochs": 2}}
+    other = subprocess.run(_train_cmd(shorter, syn["summary"], out), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert other.returncode == 0, other.stderr
+    assert "starting afresh" in other.stderr and "resuming" not in other.stderr
+    assert "epoch 1/2:" in other.stderr and "epoch 2/2:" in other.stderr and "/6:" not in other.stderr
 
 
 @pytest.mark.parametrize("act", [1.0, 0.0])
