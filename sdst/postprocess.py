@@ -1,7 +1,9 @@
 """Inference post-processing (§C.4): confidence, soft-NMS, top windows, submission records.
 
 Confidence = sqrt(p · actionness) (Eq. 23); Gaussian soft-NMS [decided, ActionFormer: σ = 0.5] decays the
-scores of windows overlapping a kept one; the top 10 are written (the official evaluator reads at most 10).
+scores of windows overlapping a kept one; the top 10 are written, best first, and always 10 when the model
+proposes at least 10 valid windows (the official evaluator reads the first 10 listed; a score floor would
+leave it fewer, however low the scores, and cost recall in its mAP).
 Records follow the QVHighlights submission format for every dataset (evaluation.md).
 """
 
@@ -12,18 +14,16 @@ import numpy as np
 TOP_K = 10
 
 
-def soft_nms(windows: np.ndarray, scores: np.ndarray, sigma: float = 0.5, top_k: int = TOP_K,
-             min_score: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian soft-NMS. windows (N, 2) [start, end], scores (N,) -> kept windows and decayed scores,
-    in the order picked (descending decayed score)."""
+def soft_nms(windows: np.ndarray, scores: np.ndarray, sigma: float = 0.5,
+             top_k: int = TOP_K) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian soft-NMS. windows (N, 2) [start, end], scores (N,) -> min(N, top_k) windows and their decayed
+    scores, in the order picked (descending decayed score). No score floor: decay reorders, never drops."""
     windows = np.asarray(windows, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64).copy()
     keep_w, keep_s = [], []
     alive = np.ones(len(scores), dtype=bool)
     while alive.any() and len(keep_w) < top_k:
         i = int(np.argmax(np.where(alive, scores, -np.inf)))
-        if scores[i] < min_score and keep_w:
-            break
         keep_w.append(windows[i])
         keep_s.append(scores[i])
         alive[i] = False
