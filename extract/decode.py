@@ -16,10 +16,13 @@ sent in chunks of ``chunk_clips`` clips so memory stays bounded for long videos 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
 import os
 import queue
+import re
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -130,10 +133,15 @@ class _Reader:
         if os.path.isfile(path) and os.path.getsize(path) == 0:
             raise VideoDecodeError(f"empty file: {path}")
         self.path, self.size = path, size
-        try:
-            self.vr = self._open()
-        except Exception as err:  # noqa: BLE001 - decord raises RuntimeError or DECORDError
-            raise VideoDecodeError(f"cannot open: {_short(err)}") from None
+        with _ffmpeg_messages() as said:
+            try:
+                self.vr = self._open()
+            except Exception as err:  # noqa: BLE001 - decord raises RuntimeError or DECORDError
+                failure = _short(err)
+            else:
+                failure = None
+        if failure is not None:  # FFmpeg's own words first ("moov atom not found"), then decord's
+            raise VideoDecodeError(f"cannot open: {'; '.join(said + [failure])}")
         self.n_frames = len(self.vr)
         if self.n_frames == 0:
             raise VideoDecodeError("no video frames")
@@ -242,10 +250,42 @@ def decode_video(path: str, spec: DecodeSpec) -> tuple[dict, np.ndarray]:
 
 
 def _short(err: BaseException) -> str:
-    """decord errors carry a C++ stack; keep the informative last line."""
+    """decord errors carry a C++ stack; keep the informative last line, without its "[time] file.cc:N: " prefix."""
     text = str(err).strip().splitlines()
-    line = text[-1] if text else type(err).__name__
+    line = _DECORD_PREFIX.sub("", text[-1]) if text else type(err).__name__
     return line if len(line) < 300 else line[:300] + "..."
+
+
+_DECORD_PREFIX = re.compile(r"^\[\d\d:\d\d:\d\d\] \S+:\d+: ")
+_FFMPEG_LINE = re.compile(r"^\[[^\]]+ @ 0x[0-9a-f]+\] (.+)$")  # "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d4...] moov atom ..."
+
+
+@contextlib.contextmanager
+def _ffmpeg_messages():
+    """Collects what FFmpeg inside decord writes to file descriptor 2 meanwhile: its message lines (the reason
+    a file does not open, e.g. "moov atom not found"; decord raises only "Error reading <path>..."). Everything
+    written is passed on to stderr afterwards, so nothing is hidden."""
+    said: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to take over
+        yield said
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read(1 << 16)
+            if text:
+                os.write(2, text)
+            for line in text.decode(errors="replace").splitlines():
+                m = _FFMPEG_LINE.match(line.strip())
+                if m and m.group(1) not in said:
+                    said.append(m.group(1).strip())
 
 
 def _worker(tasks: mp.Queue, results: mp.Queue, worker_id: int, spec: DecodeSpec) -> None:

@@ -155,6 +155,20 @@ def test_bad_videos_are_recorded_and_others_extracted(tmp_path):
     assert n == events["good"][0][1]["n_clips"] == 2  # 45 frames at 15 fps = 3 s -> 2 clips
 
 
+def test_failed_videos_keep_the_decoders_own_reason(tmp_path):
+    """decord raises only "Error reading <path>..."; the reason FFmpeg gives is what the user can act on."""
+    whole = write_video(tmp_path / "whole.mp4", n_frames=90).read_bytes()  # index (moov) at the end
+    (tmp_path / "cut.mp4").write_bytes(whole[: len(whole) // 2])
+    fast = write_video(tmp_path / "fast.mp4", n_frames=90, faststart=True).read_bytes()  # index first
+    (tmp_path / "cut_fast.mp4").write_bytes(fast[: len(fast) // 2])
+    events = _run_pool([("cut", str(tmp_path / "cut.mp4")), ("cut_fast", str(tmp_path / "cut_fast.mp4"))],
+                       workers=1, timeout_s=60)
+    (kind, reason), = events["cut"]
+    assert kind == "error" and "moov atom not found" in reason, reason
+    (kind, reason), = events["cut_fast"]
+    assert kind == "error" and "partial file" in reason, reason
+
+
 def test_hung_decoder_times_out_without_losing_other_videos(tmp_path):
     fifo = tmp_path / "hang.mp4"
     os.mkfifo(fifo)  # opening a FIFO with no writer blocks forever inside the decoder

@@ -68,7 +68,11 @@ def test_faulty_videos_are_recorded_and_the_rest_extracted(tmp_path):
     summary = tmp_path / "summary.json"
     subprocess.run([sys.executable, "-m", "extract", "summary", "--store-json", str(store_json), "--shards",
                     str(report_path), "--out", str(summary)], check=True, cwd=ROOT, capture_output=True)
-    assert [f["vid"] for f in json.loads(summary.read_text())["failed_videos"]] == ["absent", "corrupt", "truncated"]
+    summarised = {f["vid"]: f for f in json.loads(summary.read_text())["failed_videos"]}
+    assert list(summarised) == ["absent", "corrupt", "truncated"]
+    # the decoder's own reason reaches the summary (results/<dataset>/extraction.json is a copy of it)
+    assert "moov atom not found" in summarised["corrupt"]["reason"]
+    assert "partial file" in summarised["truncated"]["reason"]
 
 
 def test_killed_shard_resumes_without_recomputing_finished_videos(tmp_path):
