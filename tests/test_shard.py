@@ -13,6 +13,7 @@ import numpy as np
 
 from conftest import REAL_VIDEOS, ROOT, write_video
 from extract.cache import FeatureStore
+from extract.shard import rate
 
 
 def _dataset(tmp_path, n_good=6):
@@ -65,6 +66,7 @@ def test_faulty_videos_are_recorded_and_the_rest_extracted(tmp_path):
     feats = store.read_video("good0")  # bigbuckbunny: 5.28 s at 1-s clips
     assert feats.shape == (2, 5, 128) and np.isfinite(feats).all()
     assert "FAILED truncated" in proc.stdout
+    assert f"; {rate(report['clips_per_s'])} clips/s" in proc.stdout
     summary = tmp_path / "summary.json"
     subprocess.run([sys.executable, "-m", "extract", "summary", "--store-json", str(store_json), "--shards",
                     str(report_path), "--out", str(summary)], check=True, cwd=ROOT, capture_output=True)
@@ -73,6 +75,12 @@ def test_faulty_videos_are_recorded_and_the_rest_extracted(tmp_path):
     # the decoder's own reason reaches the summary (results/<dataset>/extraction.json is a copy of it)
     assert "moov atom not found" in summarised["corrupt"]["reason"]
     assert "partial file" in summarised["truncated"]["reason"]
+
+
+def test_rates_print_significant_digits():
+    """The 1b backbone on a CPU runs ~0.07 clips/s: one decimal printed "0.0 clips/s"."""
+    assert [rate(x) for x in (0.0712, 0.00042, 1.5, 9.96, 12.34, 1234.5, 0.0)] == \
+        ["0.071", "0.00042", "1.5", "10.0", "12", "1234", "0"]
 
 
 def test_killed_shard_resumes_without_recomputing_finished_videos(tmp_path):
