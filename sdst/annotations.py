@@ -2,8 +2,9 @@
 
 Fields per line: ``qid`` (int, or str for TACoS), ``query``, ``duration`` (s), ``vid``,
 ``relevant_windows`` ([[start, end], ...] s; absent in unlabeled test files) and, for QVHighlights,
-``relevant_clip_ids`` (2-s clip indices) with ``saliency_scores`` (one [a, b, c] triple of 0-4 scores per
-relevant clip, 3 annotators). Every problem is reported with the file, the 1-based line and the field.
+``relevant_clip_ids`` (2-s clip indices, each below int(duration / 2) as the official evaluator requires)
+with ``saliency_scores`` (one [a, b, c] triple of 0-4 scores per relevant clip, 3 annotators). Every problem
+is reported with the file, the 1-based line and the field.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+
+
+QVH_CLIP = 2  # seconds per saliency clip of QVHighlights: a video has int(duration / 2) of them (sdst.evaluate)
 
 
 class AnnotationError(ValueError):
@@ -84,9 +88,14 @@ def parse_line(obj: dict, where: str, require_labels: bool = False) -> Query:
         if len(ids) != len(scores):
             raise AnnotationError(
                 f"{where}: {len(ids)} relevant_clip_ids but {len(scores)} saliency_scores (one triple per clip)")
+        n_clips = int(duration / QVH_CLIP)
         for i, (c, sc) in enumerate(zip(ids, scores)):
             if isinstance(c, bool) or not isinstance(c, int) or c < 0:
                 raise AnnotationError(f"{where}: relevant_clip_ids[{i}] must be a non-negative int, got {c!r}")
+            if c >= n_clips:  # the evaluator rejects it, inside a job; say it before any job runs
+                raise AnnotationError(f"{where}: relevant_clip_ids[{i}] = {c} is not a clip of the video: duration "
+                                      f"{duration:g} s has int(duration / {QVH_CLIP}) = {n_clips} clips "
+                                      f"(ids 0..{n_clips - 1})")
             if (not isinstance(sc, list) or len(sc) != 3
                     or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 4 for v in sc)):
                 raise AnnotationError(f"{where}: saliency_scores[{i}] must be 3 scores in 0..4, got {sc!r}")

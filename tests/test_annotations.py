@@ -54,6 +54,12 @@ GOOD = {"qid": 1, "query": "a man talks", "duration": 30.0, "vid": "v1", "releva
      r"ann\.jsonl:2: 2 relevant_clip_ids but 1 saliency_scores"),
     ({**GOOD, "qid": 2, "relevant_clip_ids": [1], "saliency_scores": [[1, 2, 9]]},
      r"ann\.jsonl:2: saliency_scores\[0\] must be 3 scores in 0\.\.4"),
+    # 30 s and 31 s both have int(duration / 2) = 15 saliency clips, ids 0..14 (the official evaluator's count)
+    ({**GOOD, "qid": 2, "relevant_clip_ids": [3, 15], "saliency_scores": [[1, 2, 3]] * 2},
+     r"ann\.jsonl:2: relevant_clip_ids\[1\] = 15 is not a clip of the video: duration 30 s has int\(duration / 2\) "
+     r"= 15 clips"),
+    ({**GOOD, "qid": 2, "duration": 31.0, "relevant_clip_ids": [15], "saliency_scores": [[1, 2, 3]]},
+     r"ann\.jsonl:2: relevant_clip_ids\[0\] = 15 is not a clip"),
 ])
 def test_bad_lines_name_file_line_and_field(tmp_path, bad, pattern):
     with pytest.raises(AnnotationError, match=pattern):

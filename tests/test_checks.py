@@ -48,6 +48,14 @@ def test_malformed_annotation_names_file_line_and_field(tmp_path):
         check_dataset("d", ds)
 
 
+def test_saliency_clip_past_the_evaluators_count_is_caught_before_any_job(tmp_path):
+    """sdst.evaluate counts int(duration / 2) saliency clips and rejects a GT clip id past them, inside a job."""
+    rows = [{"qid": 0, "query": "q", "duration": 5.0, "vid": "v0", "relevant_windows": [[0, 2]],
+             "relevant_clip_ids": [0, 2], "saliency_scores": [[1, 2, 3], [2, 2, 2]]}]
+    with pytest.raises(DatasetCheckError, match=r"train\.jsonl:1: relevant_clip_ids\[1\] = 2 is not a clip"):
+        check_dataset("d", _dataset(tmp_path, rows=rows, saliency="qvh"))
+
+
 def test_missing_videos_are_counted_and_named_unless_allowed(tmp_path):
     rows = [{"qid": i, "query": "q", "duration": 5.0, "vid": f"v{i}", "relevant_windows": [[0, 2]]}
             for i in range(9)]
