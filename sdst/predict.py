@@ -3,6 +3,10 @@
     python -m sdst.predict --video V --query "a man opens the door" --checkpoint results/.../checkpoint_best.pt
                            [--backbone-checkpoint InternVideo2-stage2_1b-224p-f4.pt] [--out DIR]
 
+The backbone checkpoint must be the file the training features came from (the SDST checkpoint records its
+name and size): another one gives other features and meaningless scores, so it is refused unless
+``--allow-backbone-mismatch`` is given.
+
 The video is decoded and encoded with the extraction code path (extract.decode + extract.features) and the
 extraction configuration stored in the checkpoint, in bounded-memory chunks, so any length works (no clip
 cap; the model's positional encoding is sinusoidal). Writes ``<out>/<video>.json`` (top-10 windows with
@@ -45,7 +49,7 @@ class Predictor:
     """Loads the SDST checkpoint and the backbone once; ``predict(video, query)`` per call."""
 
     def __init__(self, checkpoint: str, backbone_checkpoint: str | None = None, device: str = "auto",
-                 batch_clips: int = 32):
+                 batch_clips: int = 32, allow_backbone_mismatch: bool = False):
         from extract.checkpoint import load_backbone
         from extract.tokenizer import build_tokenizer
         from sdst.checkpoint import model_from_checkpoint
@@ -61,6 +65,8 @@ class Predictor:
         if self.ident.get("checkpoint") and not backbone_checkpoint:
             raise ValueError(f"{checkpoint}: its features came from the {self.ident['backbone']} backbone "
                              f"checkpoint {self.ident['checkpoint']['name']}: pass it with --backbone-checkpoint")
+        if backbone_checkpoint and not allow_backbone_mismatch:
+            check_backbone(checkpoint, self.ident, backbone_checkpoint)
         self.vision, self.text = load_backbone(self.ident["backbone"], backbone_checkpoint,
                                                seed=self.ident.get("seed") or 0, gelu=self.ident.get("gelu"),
                                                num_frames=self.ident["frames_per_clip"])
@@ -111,6 +117,28 @@ class Predictor:
         thumbs = [middles[min(int(((s + e) / 2) // clip_len), n - 1)] for s, e, _ in rec["pred_relevant_windows"][:3]]
         return Prediction(str(video), query, info["duration"], clip_len, rec["pred_relevant_windows"],
                           rec["pred_saliency_scores"], thumbs)
+
+
+def _describe(ident: dict | None) -> str:
+    if not ident:
+        return "a randomly initialised backbone (no checkpoint)"
+    size = f" ({ident['size']:,} bytes)" if ident.get("size") is not None else ""
+    return f"the backbone checkpoint {ident['name']}{size}"
+
+
+def check_backbone(checkpoint: str, ident: dict, backbone_checkpoint: str) -> None:
+    """Refuse a backbone file other than the one the SDST checkpoint's features came from (its extraction
+    identity records name and size, extract.config.checkpoint_identity): other weights give other features,
+    and the model's scores on them mean nothing although it runs."""
+    from extract.config import checkpoint_identity
+
+    if not Path(backbone_checkpoint).is_file():
+        raise FileNotFoundError(f"{backbone_checkpoint}: no such backbone checkpoint")
+    recorded, given = ident.get("checkpoint"), checkpoint_identity(backbone_checkpoint)
+    same = recorded is not None and recorded["name"] == given["name"] and recorded.get("size") in (None, given["size"])
+    if not same:
+        raise ValueError(f"{checkpoint}: its features came from {_describe(recorded)}, not from "
+                         f"{_describe(given)}; pass that file, or --allow-backbone-mismatch to use this one")
 
 
 def _aspect(video: str) -> float:
@@ -171,12 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--query", required=True)
     p.add_argument("--checkpoint", required=True, help="an SDST checkpoint (checkpoint_best.pt)")
     p.add_argument("--backbone-checkpoint", default=None, help="the InternVideo2 checkpoint (1b features)")
+    p.add_argument("--allow-backbone-mismatch", action="store_true",
+                   help="use a backbone checkpoint other than the one the model's features came from")
     p.add_argument("--out", default="predictions", help="output folder")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     if not Path(args.video).is_file():
         raise ValueError(f"{args.video}: no such video file")
-    pred = Predictor(args.checkpoint, args.backbone_checkpoint, args.device).predict(args.video, args.query)
+    pred = Predictor(args.checkpoint, args.backbone_checkpoint, args.device,
+                     allow_backbone_mismatch=args.allow_backbone_mismatch).predict(args.video, args.query)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.video).stem

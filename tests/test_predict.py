@@ -64,3 +64,41 @@ def test_unreadable_video_is_a_clear_error(demo_checkpoint, tmp_path):
                            "--checkpoint", str(demo_checkpoint), "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "bad.mp4: cannot be decoded" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _model_for_backbone(tmp_path, backbone_file):
+    """A small untrained SDST checkpoint whose features came from the tiny backbone saved in ``backbone_file``."""
+    from conftest import synthetic_run
+    from extract.checkpoint import load_backbone, save_official_layout
+    from extract.config import checkpoint_identity
+    from sdst.checkpoint import save_checkpoint
+    from sdst.model import build_model
+
+    save_official_layout(*load_backbone("tiny", None, seed=0), backbone_file)
+    run = synthetic_run({"train": "train.jsonl", "val": "val.jsonl"})
+    run["model"]["params"]["levels"] = [-2, -1]
+    ident = {"backbone": "tiny", "checkpoint": checkpoint_identity(str(backbone_file)), "clip_len": 2.0,
+             "frames_per_clip": 4, "image_size": 224, "resize": "decoder", "vision_layers": [-2, -1],
+             "pooling": "attn", "text_layers": [-2, -1], "text_max_len": 40, "gelu": "tanh"}
+    dims = {"video": 128, "text": 384, "layers": 2, "extraction": ident}
+    model = build_model("sdst", run["model"]["params"], 128, 384, 2)
+    save_checkpoint(tmp_path / "sdst.pt", {"run": run, "dims": dims, "model": model.state_dict()})
+    return tmp_path / "sdst.pt"
+
+
+def test_backbone_other_than_the_features_is_refused_unless_allowed(tmp_path):
+    from sdst import predict
+
+    ckpt = _model_for_backbone(tmp_path, tmp_path / "tiny.pt")
+    other = tmp_path / "other.pt"
+    other.write_bytes((tmp_path / "tiny.pt").read_bytes())  # same weights, but not the file the model records
+    proc = subprocess.run([sys.executable, "-m", "sdst.predict", "--video", str(REAL_VIDEOS[0]), "--query", "a rabbit",
+                           "--checkpoint", str(ckpt), "--backbone-checkpoint", str(other), "--out",
+                           str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "backbone checkpoint tiny.pt" in proc.stderr and "other.pt" in proc.stderr
+    assert "--allow-backbone-mismatch" in proc.stderr and not (tmp_path / "out").exists()
+    predict.Predictor(str(ckpt), str(tmp_path / "tiny.pt"), device="cpu")  # the recorded file
+    predict.Predictor(str(ckpt), str(other), device="cpu", allow_backbone_mismatch=True)  # the user says so
+    with pytest.raises(ValueError, match="a randomly initialised backbone"):  # features of a seeded random init
+        predict.check_backbone("m.pt", {"backbone": "tiny", "checkpoint": None}, str(other))
