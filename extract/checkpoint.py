@@ -10,6 +10,7 @@ plus training-only and retrieval heads that are ignored. The top level may be th
 from __future__ import annotations
 
 import argparse
+import pickle
 import re
 import sys
 from dataclasses import dataclass, field
@@ -119,23 +120,68 @@ def check_and_load(module: "nn.Module", state_dict: dict[str, "Tensor"], *, sour
 
 
 # -------------------------------------------------------------------------------------------- reading
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # torch.save before 1.6
+
+
+def file_kind(path: str | Path) -> str | None:
+    """What the first bytes say the file is: "zip" (torch.save since PyTorch 1.6), "legacy" (older torch.save),
+    "safetensors" (8-byte header length, then the JSON header), or None (not a checkpoint)."""
+    path = Path(path)
+    with path.open("rb") as fh:
+        head = fh.read(len(TORCH_LEGACY_MAGIC))
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head.startswith(TORCH_LEGACY_MAGIC):
+        return "legacy"
+    if len(head) > 8 and head[8:9] == b"{" and 8 < 8 + int.from_bytes(head[:8], "little") <= path.stat().st_size:
+        return "safetensors"
+    return None
+
+
+_UNREADABLE = {  # kind -> what a reader failure on it means (the reader's own message stays in the chain)
+    "zip": "not a PyTorch checkpoint (a zip archive torch.load cannot read: truncated, or not written by torch.save)",
+    "legacy": "not a readable PyTorch checkpoint (old torch.save format, truncated or damaged)",
+    "safetensors": "not a readable safetensors file (truncated, or a damaged header)",
+}
+
+
+def _one_line(path: Path, kind: str, exc: Exception) -> str:
+    """A reader's (often multi-paragraph, internal) failure as one line naming the file."""
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if refused:
+        return (f"checkpoint {path}: refused: it holds a Python object ({refused.group(1)}) besides tensors and "
+                f"plain values, and loading it could run code")
+    if isinstance(exc, pickle.UnpicklingError):
+        return f"checkpoint {path}: not a checkpoint (a pickle that torch.load cannot read as a state dict)"
+    return f"checkpoint {path}: {_UNREADABLE[kind]}"
+
+
 def _read(path: str | Path) -> tuple[dict[str, "Tensor"], list[str]]:
-    """(flat state dict of tensors, wrapper keys unwrapped in order)."""
+    """(flat state dict of tensors, wrapper keys unwrapped in order).
+
+    Nothing is copied: a torch zip file is memory-mapped (``mmap=True``) and a ``.safetensors`` file opened
+    lazily (``safe_open``, itself memory-mapped), so a tensor's bytes are read when it is first used and keys
+    nobody uses are never read. Only the pre-1.6 torch format is read whole (it cannot be mapped). Always
+    ``weights_only``: a file holding other Python objects is refused. Failures are one line naming the file.
+    """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint {path}: no such file")
+    kind = file_kind(path)
+    if kind is None:
+        raise CheckpointError(f"checkpoint {path}: not a checkpoint (neither a PyTorch file nor safetensors)")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        if kind == "safetensors":
+            from safetensors import safe_open
 
-            obj: Any = load_file(str(path))
+            with safe_open(str(path), framework="pt", device="cpu") as fh:
+                obj: Any = {k: fh.get_tensor(k) for k in fh.keys()}
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "zip")
     except Exception as exc:  # noqa: BLE001 - any reader failure means an unreadable file
-        raise CheckpointError(f"checkpoint {path}: cannot be read as a torch (weights_only) or safetensors "
-                              f"file: {type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(_one_line(path, kind, exc)) from exc
     wrappers: list[str] = []
     for _ in range(2):  # {"module": {...}}, possibly nested once more
         if not isinstance(obj, dict):
@@ -154,7 +200,8 @@ def _read(path: str | Path) -> tuple[dict[str, "Tensor"], list[str]]:
 
 
 def load_state_dict(path: str | Path) -> dict[str, "Tensor"]:
-    """Flat state dict from a torch file (weights_only, on CPU; model/module wrappers removed) or .safetensors."""
+    """Flat state dict from a torch file (weights_only, memory-mapped on CPU; model/module wrappers removed) or
+    .safetensors (memory-mapped)."""
     return _read(path)[0]
 
 
@@ -196,6 +243,22 @@ def _vision_from_state_dict(cfg: "VisionConfig", sd: dict[str, "Tensor"], source
     return vision.eval(), report, stored_frames, None
 
 
+def _cast_used(sd: dict[str, "Tensor"], text_name: str) -> None:
+    """Cast, in place and one tensor at a time, the floating-point entries the encoders will load to the
+    modules' dtype (torch's default): the source of each is dropped as its copy is made, so a float16 file
+    never exists twice as float32, and entries already in that dtype stay the file's own (mapped) tensors."""
+    import torch
+
+    from extract.text import select_text_keys
+
+    dtype = torch.get_default_dtype()
+    used = [k for k in sd if k.startswith(VISION_PREFIX) and not any(p.match(k) for p in IGNORED_GROUPS.values())]
+    used += [TEXT_PREFIX + k for k in select_text_keys(text_name, sd, TEXT_PREFIX)[0]]
+    for key in used:
+        if sd[key].is_floating_point() and sd[key].dtype != dtype:
+            sd[key] = sd[key].to(dtype)
+
+
 def _load(name: str, checkpoint: str | None, seed: int = 0, gelu: str | None = None, num_frames: int | None = None
           ) -> tuple["InternVideo2Vision", "TextEncoder", BackboneReport]:
     from extract.internvideo2 import build_vision, resolve_vision_config
@@ -219,6 +282,7 @@ def _load(name: str, checkpoint: str | None, seed: int = 0, gelu: str | None = N
 
     sd, wrappers = _read(checkpoint)
     source, what = str(checkpoint), f"backbone {name!r}"
+    _cast_used(sd, spec["text"])
     vision, vreport, stored_frames, verr = _vision_from_state_dict(vcfg, sd, source)
     missing, misshaped = (verr.missing, verr.misshaped) if verr else ([], [])
     try:
@@ -271,9 +335,9 @@ def save_official_layout(vision: "InternVideo2Vision", text_encoder: "TextEncode
     """
     import torch
 
-    sd: dict[str, torch.Tensor] = {}
-    sd.update({VISION_PREFIX + k: v.detach().clone() for k, v in vision.state_dict().items()})
-    sd.update({TEXT_PREFIX + k: v.detach().clone() for k, v in text_encoder.bert.state_dict().items()})
+    sd: dict[str, torch.Tensor] = {}  # the modules' own tensors, not copies: writing a 1b model needs no second copy
+    sd.update({VISION_PREFIX + k: v.detach() for k, v in vision.state_dict().items()})
+    sd.update({TEXT_PREFIX + k: v.detach() for k, v in text_encoder.bert.state_dict().items()})
     tcfg = text_encoder.cfg
     sd[TEXT_PREFIX + "embeddings.position_ids"] = torch.arange(tcfg.max_positions)[None]
     if extra_keys:

@@ -134,14 +134,34 @@ def load_text_encoder(name: str, state_dict: dict[str, Tensor], prefix: str, sou
     """Build TextEncoder(name) and load ``state_dict`` keys under ``prefix`` into its BertModel.
 
     Missing or mis-shaped parameters raise CheckpointError naming the full keys and ``source``.
-    Builds on the current default device (``with torch.device("meta")`` gives a shape-only check).
+    The encoder is built on the meta device and the given tensors are assigned into it: no random
+    initialisation, no second copy (a memory-mapped state dict stays mapped; values are cast only where the
+    dtype differs). Meta tensors in ``state_dict`` give a shape-only check.
     """
-    encoder = TextEncoder(name)
+    with torch.device("meta"):
+        encoder = TextEncoder(name)
     selected, ignored = select_text_keys(name, state_dict, prefix)
     report = check_and_load(encoder.bert, selected, source=source, key_prefix=prefix)
+    _set_index_buffers(encoder)
     report.ignored.update(ignored)
     encoder.load_report = report
     return encoder.eval()
+
+
+def _set_index_buffers(encoder: TextEncoder) -> None:
+    """Fill BertEmbeddings' non-persistent buffers (position ids 0..max-1, token types 0), which no state dict
+    holds, on the device of the loaded weights; then no tensor of a loaded encoder may be left on meta."""
+    bert, n = encoder.bert, encoder.cfg.max_positions
+    emb = bert.embeddings
+    device = emb.word_embeddings.weight.device
+    if hasattr(emb, "position_ids"):
+        emb.position_ids = torch.arange(n, device=device)[None]
+    if hasattr(emb, "token_type_ids"):
+        emb.token_type_ids = torch.zeros(1, n, dtype=torch.long, device=device)
+    if device.type != "meta":
+        left = [k for k, t in [*bert.named_parameters(), *bert.named_buffers()] if t.is_meta]
+        if left:
+            raise RuntimeError(f"text encoder {encoder.name}: not loaded from the state dict: {', '.join(left)}")
 
 
 def minilm_state_dict() -> dict[str, Tensor]:

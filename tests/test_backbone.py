@@ -430,3 +430,109 @@ def test_bert_large_19_loads_text_only_subset_on_meta():
     msg = str(err.value)
     assert "synthetic.pt" in msg and prefix + "encoder.layer.18.attention.self.key.bias" in msg
     assert "embeddings.LayerNorm.weight: expected [1024], found [768]" in msg
+
+
+# ------------------------------------------------------------------------- loading without copies
+RANDOM_OPS = {"aten::normal_", "aten::uniform_", "aten::bernoulli_", "aten::random_", "aten::exponential_",
+              "aten::randn", "aten::rand", "aten::normal", "aten::randint"}
+
+
+def file_mappings(path: Path) -> list[tuple[int, int]]:
+    """Address ranges of this process mapped from ``path`` (Linux /proc/self/maps)."""
+    real, ranges = str(Path(path).resolve()), []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5] == real:
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            ranges.append((lo, hi))
+    return ranges
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux /proc/self/maps")
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_loaded_weights_are_the_files_memory_mapped_bytes(tiny, tmp_path, suffix):
+    # Loading copies nothing: every parameter of both encoders lies inside a mapping of the checkpoint file
+    # itself (torch zip files via mmap=True, safetensors via safe_open), so a 1b job's host memory is the model's
+    # own size, paged in from the file, not the file read whole plus the modules' own float32 copies.
+    path = save_official_layout(*tiny, tmp_path / f"tiny{suffix}")
+    vision, text = load_backbone("tiny", str(path))
+    ranges = file_mappings(path)
+    assert ranges, f"{path} is not memory-mapped"
+    outside = [name for module, prefix in ((vision, "vision."), (text, "text."))
+               for name, p in module.named_parameters(prefix=prefix.rstrip("."))
+               if not any(lo <= p.data_ptr() < hi for lo, hi in ranges)]
+    assert not outside, f"{len(outside)} parameters copied out of the file, e.g. {outside[:3]}"
+    for loaded, saved in ((vision, tiny[0]), (text, tiny[1])):
+        ref = saved.state_dict()
+        assert all(torch.equal(v, ref[k]) for k, v in loaded.state_dict().items())
+
+
+def test_loading_a_checkpoint_initialises_no_module_randomly(good_ckpt):
+    # Modules are built on the meta device and the checkpoint's tensors assigned into them: no random
+    # initialisation of a throw-away BERT / vision encoder happens on real memory before the weights arrive.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class RandomOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen: list[tuple[str, tuple]] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func._schema.name in RANDOM_OPS and isinstance(out, torch.Tensor) and not out.is_meta:
+                self.seen.append((func._schema.name, tuple(out.shape)))
+            return out
+
+    with RandomOps() as spy:
+        vision, text = load_backbone("tiny", str(good_ckpt))
+    assert spy.seen == [], f"{len(spy.seen)} random initialisations while loading, e.g. {spy.seen[:3]}"
+    assert not any(t.is_meta for m in (vision, text) for t in [*m.parameters(), *m.buffers()])
+    emb = text.bert.embeddings  # the buffers no state dict holds
+    assert torch.equal(emb.position_ids[0], torch.arange(emb.position_ids.shape[1]))
+    assert not emb.token_type_ids.any()
+
+
+def test_half_precision_checkpoint_is_cast_to_the_model_dtype(tiny, good_ckpt, tmp_path):
+    sd = {k: v.half() if v.is_floating_point() else v for k, v in load_state_dict(good_ckpt).items()}
+    path = tmp_path / "half.pt"
+    torch.save({"module": sd}, path)
+    vision, text = load_backbone("tiny", str(path))
+    assert {p.dtype for m in (vision, text) for p in m.parameters()} == {torch.float32}
+    assert torch.equal(vision.blocks[1].mlp.fc1.weight, tiny[0].blocks[1].mlp.fc1.weight.half().float())
+    assert torch.equal(text.bert.encoder.layer[2].output.dense.weight,
+                       tiny[1].bert.encoder.layer[2].output.dense.weight.half().float())
+
+
+# ------------------------------------------------------------------------------ not a checkpoint
+def test_a_file_that_is_not_a_checkpoint_is_named_in_one_line(good_ckpt, tmp_path):
+    import pickle
+    import zipfile
+
+    text_file = tmp_path / "notes.pt"
+    text_file.write_text("epoch 3: loss 0.41\nepoch 4: loss 0.39\n")
+    plain_pickle = tmp_path / "plain.pkl"
+    plain_pickle.write_bytes(pickle.dumps({"lr": 1e-4}))
+    code_pickle = tmp_path / "code.pt"
+    torch.save({"module": {"w": torch.zeros(2)}, "hook": print}, code_pickle)  # a global beyond plain values
+    other_zip = tmp_path / "archive.pt"
+    with zipfile.ZipFile(other_zip, "w") as z:
+        z.writestr("readme.txt", "hello")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(Path(good_ckpt).read_bytes()[:5000])
+    for path in (text_file, plain_pickle, code_pickle, other_zip, truncated):
+        with pytest.raises(CheckpointError) as err:
+            load_state_dict(path)
+        msg = str(err.value)
+        assert msg.startswith(f"checkpoint {path}: ") and "\n" not in msg, msg
+        assert "weights_only" not in msg and "Weights only" not in msg, msg
+    with pytest.raises(CheckpointError, match=r"notes\.pt: not a checkpoint"):
+        load_state_dict(text_file)
+    with pytest.raises(CheckpointError, match=r"refused: .*\(print\)"):
+        load_state_dict(code_pickle)
+
+    cmd = [sys.executable, "-m", "extract", "inspect-checkpoint", "--backbone", "tiny"]
+    for path, says in ((text_file, "not a checkpoint"), (code_pickle, "refused")):
+        proc = subprocess.run(cmd + [str(path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and proc.stdout == ""
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: checkpoint {path}: ") and says in lines[0], proc.stderr
