@@ -60,3 +60,49 @@ def resolve_device(device: str = "auto") -> str:
         return "cpu"
     n = torch.cuda.device_count()
     return "cuda:0" if n == 1 else f"cuda:{claim_slot(n)}"
+
+
+# --- what this machine has, for the limits of a local Snakemake run (workflow/rules/resources.smk) ---------
+def visible_gpus(env: dict | None = None) -> int:
+    """GPUs jobs started here can use: the ids in CUDA_VISIBLE_DEVICES when it is set (CUDA stops at the first
+    invalid one, e.g. -1), else the GPUs ``nvidia-smi -L`` lists; 0 without either. Reads no torch (fast enough
+    for every Snakemake start)."""
+    import subprocess
+
+    env = os.environ if env is None else env
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        n = 0
+        for dev in visible.split(","):
+            dev = dev.strip()
+            if not dev or dev.startswith("-"):
+                break
+            n += 1
+        return n
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines()) if out.returncode == 0 else 0
+
+
+def available_memory_mb(meminfo: str | Path = "/proc/meminfo", cgroup: str | Path = "/sys/fs/cgroup") -> int:
+    """Host memory (MB) jobs can use now: MemAvailable (Linux; physical memory elsewhere), within the cgroup v2
+    limit of this process's container when it has one."""
+    avail = None
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    if avail is None:
+        avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    try:
+        limit = (Path(cgroup) / "memory.max").read_text().strip()
+        if limit != "max":
+            used = int((Path(cgroup) / "memory.current").read_text())
+            avail = min(avail, (int(limit) - used) // 2**20)
+    except (OSError, ValueError):
+        pass
+    return max(avail, 1)
