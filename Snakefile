@@ -14,6 +14,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
 
 
 # Path pieces never contain "/"; a model is one of the configured variants (so results/{dataset}/random_baseline

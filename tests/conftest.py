@@ -163,3 +163,34 @@ def fit_one_batch(model, criterion, batch, steps=60, lr=1e-3):
         opt.step()
         history.append(float(losses["loss"].detach()))
     return history, losses
+
+
+def tiny_demo_config(**train) -> dict:
+    """config.yaml for a demo of 10 short videos (6 train, 2 selection, 2 val), 2 extraction shards, one seed and
+    2 epochs: the smallest run of the real workflow that extracts features and trains (``train`` overrides)."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    demo = cfg["datasets"]["demo"]
+    demo["generate"].update(videos={"train": 6, "sel": 2, "val": 2}, min_duration=14, max_duration=18, fps=4,
+                            width=96, height=72, min_objects=1, max_objects=2, min_window=4, max_window=6)
+    demo["annotations"]["sel"] = "resources/demo/demo_sel.jsonl"
+    demo["splits"]["select"] = "sel"
+    demo["shards"] = 2
+    cfg["train"]["seeds"] = [0]
+    cfg["train"]["datasets"]["demo"]["epochs"] = 2
+    cfg["train"].update(train)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """The tiny demo's generated videos and annotations (``resources/``), made once per session by the workflow's
+    own demo_data rule; tests copy them into their working directory."""
+    import yaml
+
+    work = tmp_path_factory.mktemp("tiny_demo")
+    (work / "config.yaml").write_text(yaml.safe_dump(tiny_demo_config(), sort_keys=False))
+    ann = [f"resources/demo/demo_{s}.jsonl" for s in ("train", "sel", "val")]
+    snakemake(ROOT, work, "--cores", "2", *ann)
+    return work / "resources"

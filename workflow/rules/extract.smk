@@ -1,5 +1,12 @@
 # Stage 1: demo data (generated datasets only), feature store creation, shard extraction, summary.
 
+# Seconds of work that need no cluster allocation: on SLURM they run on the submitting node (a local run runs
+# everything locally anyway).
+localrules:
+    init_store,
+    extract_summary,
+    extraction_report,
+
 
 for _name, _ds in config["datasets"].items():
     if "generate" not in _ds:
@@ -18,6 +25,9 @@ for _name, _ds in config["datasets"].items():
         log:
             f"logs/demo_data/{_name}.log",
         threads: 2
+        resources:
+            mem_mb=SMALL_MEM_MB,
+            runtime=TINY_MIN,
         conda:
             "../../envs/extract.yaml"
         shell:
@@ -35,6 +45,9 @@ rule init_store:
         code=code("extract/cache.py", "extract/config.py", "extract/shard.py", "extract/__init__.py"),
         identity=lambda wc: canonical_json(identity(wc.dataset)),
         store=lambda wc, output: str(Path(output[0]).parent / "features.zarr"),
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
     log:
         f"logs/extract/{{dataset}}/{{xhash}}/init_store.log",
     conda:
@@ -58,10 +71,14 @@ rule extract_shard:
             f"--checkpoint {dataset(wc.dataset)['checkpoint']}" if dataset(wc.dataset).get("checkpoint") else ""
         ),
         exts=lambda wc: ",".join(dataset(wc.dataset).get("video_exts", [".mp4", ".mkv", ".webm", ".avi", ".mov"])),
-    threads: RUN["threads"]
-    # extract.run settings are resources, not params: changing how the work runs re-runs nothing
+    # the decode processes and the torch threads; extract.run settings are resources, not params: changing how
+    # the work runs re-runs nothing
+    threads: extract_threads()
     resources:
-        gpu=0 if RUN["device"] == "cpu" else 1,
+        gpu=gpus(RUN["device"]),
+        mem_mb=job_mem_mb("extract_shard"),
+        runtime=extract_runtime,
+        torch_threads=RUN["threads"],
         decode_workers=RUN["decode_workers"],
         batch_clips=RUN["batch_clips"],
         decode_timeout_s=RUN["decode_timeout_s"],
@@ -74,7 +91,7 @@ rule extract_shard:
         "python -m extract shard --store-json {input.store} --annotations {input.annotations} "
         "--videos {input.videos} {params.checkpoint} --shard {wildcards.shard} --n-shards {wildcards.nshards} "
         "--workers {resources.decode_workers} --batch-clips {resources.batch_clips} "
-        "--timeout {resources.decode_timeout_s} --device {resources.device} --threads {threads} "
+        "--timeout {resources.decode_timeout_s} --device {resources.device} --threads {resources.torch_threads} "
         "--exts {params.exts} --out {output} > {log} 2>&1"
 
 
@@ -85,6 +102,9 @@ rule extract_summary:
         shards=lambda wc: shard_reports(wc.dataset),
     output:
         f"{CACHE}/{{dataset}}/{{xhash}}/summary.json",
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
     log:
         f"logs/extract/{{dataset}}/{{xhash}}/summary.log",
     conda:
@@ -99,6 +119,9 @@ rule extraction_report:
         lambda wc: f"{xdir(wc.dataset)}/summary.json",
     output:
         "results/{dataset}/extraction.json",
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
     log:
         "logs/extract/{dataset}/extraction_report.log",
     conda:

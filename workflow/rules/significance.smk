@@ -14,6 +14,9 @@ rule significance_report:
     params:
         code=code("sdst/report.py", "sdst/stats.py"),
         spec=lambda wc: report_spec(wc.folder),
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
     log:
         "logs/significance/{folder}.log",
     conda:

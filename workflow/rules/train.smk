@@ -1,5 +1,10 @@
 # Stage 2: train -> predict -> evaluate per dataset x model x seed, then aggregate over seeds.
 
+# Merging JSON files and copying one: on SLURM they run on the submitting node, without a job of their own.
+localrules:
+    aggregate_model,
+    dataset_metrics,
+
 
 rule train:
     """Train one seed; resumes from checkpoint_last.pt after an interruption."""
@@ -15,9 +20,12 @@ rule train:
         code=train_code,
         run=run_config,
         out=lambda wc, output: str(Path(output.best).parent),
-    threads: config["train"]["threads"]
+    threads: train_threads
     resources:
-        gpu=0 if config["train"]["device"] == "cpu" else 1,
+        gpu=lambda wc: gpus(train_runtime("device")(wc)),
+        mem_mb=job_mem_mb("train"),
+        runtime=train_runtime_min,
+        torch_threads=train_runtime("threads"),
         device=train_runtime("device"),
         num_workers=train_runtime("num_workers"),
         eval_batch_size=train_runtime("eval_batch_size"),
@@ -28,7 +36,7 @@ rule train:
         "../../envs/sdst.yaml"
     shell:
         "python -m sdst.train --run {params.run:q} --features {input.features} --out {params.out} "
-        "--device {resources.device} --threads {threads} --num-workers {resources.num_workers} "
+        "--device {resources.device} --threads {resources.torch_threads} --num-workers {resources.num_workers} "
         "--eval-batch-size {resources.eval_batch_size} --preload {resources.preload} --no-progress > {log} 2>&1"
 
 
@@ -43,8 +51,11 @@ rule predict:
         info="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.info.json",
     params:
         code=code("sdst/infer.py", "sdst/postprocess.py", "sdst/data.py", "sdst/checkpoint.py"),
-    threads: config["train"]["threads"]
+    threads: max(config["train"]["threads"], 1)
     resources:
+        gpu=gpus(config["train"]["device"]),
+        mem_mb=job_mem_mb("predict"),
+        runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 60,
         device=config["train"]["device"],
     log:
         "results/{dataset}/{model}/seed{seed}/predict_{split}.log",
@@ -64,6 +75,9 @@ rule evaluate_run:
     params:
         code=code("sdst/evaluate.py", "sdst/annotations.py"),
         kind=lambda wc: eval_type(wc.dataset),
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
     log:
         "results/{dataset}/{model}/seed{seed}/evaluate_{split}.log",
     conda:
@@ -84,6 +98,9 @@ rule random_baseline:
         code=code("sdst/baseline.py", "sdst/evaluate.py", "sdst/annotations.py"),
         kind=lambda wc: eval_type(wc.dataset),
         clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
     log:
         "results/{dataset}/random_baseline/baseline.log",
     conda:
@@ -107,6 +124,9 @@ rule aggregate_model:
         code=code("sdst/aggregate.py"),
         runs=run_dirs,
         splits=lambda wc: report_splits(wc.dataset),
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
     log:
         "logs/aggregate/{dataset}/{model}.log",
     conda:
@@ -123,6 +143,9 @@ rule dataset_metrics:
         lambda wc: f"results/{wc.dataset}/{config['model']['default']}/metrics.json",
     output:
         "results/{dataset}/metrics.json",
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
     log:
         "logs/aggregate/{dataset}/default.log",
     conda:
