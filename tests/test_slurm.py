@@ -108,7 +108,7 @@ def _why_no_slurm() -> str | None:
 
 
 def _slurm_conf(state: Path, host: str) -> str:
-    # The node offers 8 CPUs and 16 GB whatever this machine has (config_overrides): the tiny jobs use far less
+    # The node offers 16 CPUs and 16 GB whatever this machine has (config_overrides): the tiny jobs use far less
     # than they ask, and their requests are what the test checks. Two GPUs without hardware (gres.conf gives
     # /dev/null and /dev/zero as their device files), so the two extraction shards can run at once.
     return f"""{MARK}
@@ -136,7 +136,7 @@ MinJobAge=3600
 ReturnToService=2
 SlurmdParameters=config_overrides
 GresTypes=gpu
-NodeName={host} NodeAddr=127.0.0.1 CPUs=8 RealMemory=16000 Gres=gpu:2 State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs=16 RealMemory=16000 Gres=gpu:2 State=UNKNOWN
 PartitionName=cpu Nodes={host} Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes={host} MaxTime=INFINITE State=UP
 """
