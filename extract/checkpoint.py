@@ -243,10 +243,44 @@ def _vision_from_state_dict(cfg: "VisionConfig", sd: dict[str, "Tensor"], source
     return vision.eval(), report, stored_frames, None
 
 
-def _cast_used(sd: dict[str, "Tensor"], text_name: str) -> None:
+def _mapped_ranges(path: str | Path) -> list[tuple[int, int]]:
+    """Address ranges of this process mapped from the file ``path`` (Linux; empty elsewhere), adjacent merged."""
+    maps, real, ranges = Path("/proc/self/maps"), str(Path(path).resolve()), []
+    if not maps.is_file():
+        return []
+    for line in maps.read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5] == real:
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if ranges and ranges[-1][1] == lo:
+                ranges[-1] = (ranges[-1][0], hi)
+            else:
+                ranges.append((lo, hi))
+    return ranges
+
+
+def _drop_pages(t: "Tensor", ranges: list[tuple[int, int]]) -> None:
+    """Hand back the resident pages of ``t`` when it lies inside a mapping of the checkpoint file (never other
+    memory): madvise(MADV_DONTNEED) on clean file-backed pages only drops them from this process, and a later
+    read would page the file in again, so the data stay what the file holds."""
+    import ctypes
+    import mmap
+
+    lo = t.data_ptr()
+    hi = lo + t.numel() * t.element_size()
+    if not hasattr(mmap, "MADV_DONTNEED") or not any(a <= lo and hi <= b for a, b in ranges):
+        return
+    start, end = -(-lo // mmap.PAGESIZE) * mmap.PAGESIZE, hi // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > start:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), mmap.MADV_DONTNEED)
+
+
+def _cast_used(sd: dict[str, "Tensor"], text_name: str, path: str | Path) -> None:
     """Cast, in place and one tensor at a time, the floating-point entries the encoders will load to the
-    modules' dtype (torch's default): the source of each is dropped as its copy is made, so a float16 file
-    never exists twice as float32, and entries already in that dtype stay the file's own (mapped) tensors."""
+    modules' dtype (torch's default). Each source is dropped as its copy is made, its pages handed back when it
+    is the file's memory-mapped bytes, so a float16 file is never held beside its float32 copy; entries already
+    in that dtype stay the file's own (mapped) tensors."""
     import torch
 
     from extract.text import select_text_keys
@@ -254,9 +288,13 @@ def _cast_used(sd: dict[str, "Tensor"], text_name: str) -> None:
     dtype = torch.get_default_dtype()
     used = [k for k in sd if k.startswith(VISION_PREFIX) and not any(p.match(k) for p in IGNORED_GROUPS.values())]
     used += [TEXT_PREFIX + k for k in select_text_keys(text_name, sd, TEXT_PREFIX)[0]]
+    ranges = None
     for key in used:
-        if sd[key].is_floating_point() and sd[key].dtype != dtype:
-            sd[key] = sd[key].to(dtype)
+        src = sd[key]
+        if src.is_floating_point() and src.dtype != dtype:
+            sd[key] = src.to(dtype)
+            ranges = _mapped_ranges(path) if ranges is None else ranges
+            _drop_pages(src, ranges)
 
 
 def _load(name: str, checkpoint: str | None, seed: int = 0, gelu: str | None = None, num_frames: int | None = None
@@ -282,7 +320,7 @@ def _load(name: str, checkpoint: str | None, seed: int = 0, gelu: str | None = N
 
     sd, wrappers = _read(checkpoint)
     source, what = str(checkpoint), f"backbone {name!r}"
-    _cast_used(sd, spec["text"])
+    _cast_used(sd, spec["text"], checkpoint)
     vision, vreport, stored_frames, verr = _vision_from_state_dict(vcfg, sd, source)
     missing, misshaped = (verr.missing, verr.misshaped) if verr else ([], [])
     try:
