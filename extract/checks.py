@@ -96,7 +96,14 @@ def check_dataset(name: str, ds: dict, generated: bool = False) -> dict:
     from sdst.annotations import AnnotationError, load_annotations
 
     problems, vids, missing = [], set(), []
-    if not generated:
+    if generated:  # the generator's spec is checked here, before its job runs
+        from extract.demo import DemoSpec
+
+        try:
+            DemoSpec.from_config(ds["generate"])
+        except (TypeError, ValueError) as err:
+            problems.append(f"datasets.{name}.generate: {err}")
+    else:
         for split, path in sorted(ds["annotations"].items()):
             try:
                 vids |= {q.vid for q in load_annotations(path)}

@@ -48,6 +48,13 @@ class DemoSpec:
     min_window: int = 4  # seconds
     max_window: int = 12
 
+    def __post_init__(self):
+        # every window needs a clip, and a clip of gap on each side: 2 * objects + 1 clips at least
+        if int(self.min_duration // CLIP) < 2 * self.max_objects + 1:
+            raise ValueError(f"demo: min_duration {self.min_duration} s ({int(self.min_duration // CLIP)} clips of "
+                             f"{CLIP:g} s) cannot hold {self.max_objects} windows with gaps: needs "
+                             f"{2 * self.max_objects + 1} clips")
+
     @classmethod
     def from_config(cls, cfg: dict) -> "DemoSpec":
         return cls(**cfg)

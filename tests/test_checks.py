@@ -37,6 +37,16 @@ def test_good_dataset_passes(tmp_path):
     assert check_dataset("ok", _dataset(tmp_path, n_videos=2)) == {"videos": 2, "missing_videos": []}
 
 
+def test_demo_spec_that_cannot_place_its_windows_is_an_error_before_the_job(tmp_path):
+    # 8 s = 4 clips cannot hold 3 windows with a clip of gap around each (the generator looped forever)
+    ds = {"annotations": {}, "videos": str(tmp_path / "v"), "backbone": "tiny", "checkpoint": None,
+          "generate": {"seed": 0, "videos": {"train": 2}, "min_duration": 8, "max_duration": 10}}
+    with pytest.raises(DatasetCheckError, match=r"datasets\.d\.generate: demo: min_duration 8 s .* needs 7 clips"):
+        check_dataset("d", ds, generated=True)
+    ds["generate"]["min_duration"] = 14
+    assert check_dataset("d", ds, generated=True)["videos"] == 0
+
+
 def test_malformed_annotation_names_file_line_and_field(tmp_path):
     rows = [{"qid": 0, "query": "q", "duration": 5.0, "vid": "v0", "relevant_windows": [[0, 2]]},
             {"qid": 1, "query": "q", "vid": "v0", "relevant_windows": [[0, 2]]}]
