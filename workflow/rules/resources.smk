@@ -12,11 +12,11 @@ from extract.devices import available_memory_mb, visible_gpus
 
 # Host memory in MB, for each job by the backbone of its dataset. The tiny backbone's figures: the peak RSS of the
 # job's process tree on the demo (extraction 1.0-1.3 GB with its 2 decode workers, training 0.5 GB) with
-# headroom. 1b: an extraction job peaked at 9.3 GB before checkpoints were loaded memory-mapped (issue 11), plus
-# its decode workers; training and prediction preload the features (QVHighlights: 4.7 GB of video + 1.2 GB of
+# headroom. 1b: an extraction job's model takes 5.6 GB of host memory once loaded memory-mapped (bench/memory.py;
+# 9.4 GB before), plus its decode workers (~0.5 GB each with full-resolution frames) and batches; training and prediction preload the features (QVHighlights: 4.7 GB of video + 1.2 GB of
 # text features, README "Sizes") beside the model.
 MEM_MB = {
-    "extract_shard": {"tiny": 2500, "1b": 12000},
+    "extract_shard": {"tiny": 2500, "1b": 8000},
     "train": {"tiny": 1500, "1b": 16000},
     "predict": {"tiny": 1500, "1b": 12000},
 }
