@@ -70,6 +70,7 @@ def build(root: Path, n: int, seed: int = 0):
         np.save(root / "npy" / "videos" / f"{vid}.npy", v)
         np.save(root / "npy" / "queries" / f"{qid}.npy", t)
         rows.append({"qid": i, "query": "a query", "duration": 150.0, "vid": vid, "relevant_windows": [[10.0, 30.0]]})
+    store.close()
     ann = root / "ann.jsonl"
     ann.write_text("\n".join(json.dumps(r) for r in rows))
     return store, ann

@@ -108,6 +108,7 @@ def bench_shard(folder: str, backbone: str, workers: int, batch: int, device: st
                     "image_size": 224, "resize": "official", "vision_layers": [-4, -3, -2, -1], "pooling": "attn",
                     "text_layers": [-4, -3, -2, -1], "text_max_len": 40, "gelu": "tanh", "seed": 0}
         store = FeatureStore.create(Path(tmp) / "f.zarr", identity)
+        store.close()
         meta = Path(tmp) / "store.json"
         write_json_atomic(meta, {"store": str(store.path), "identity": identity,
                                  "identity_hash": store.identity_hash})

@@ -18,6 +18,7 @@ COMMANDS = {
     "init-store": ("extract.shard", "add_init_args", "init_main"),
     "shard": ("extract.shard", "add_shard_args", "shard_main"),
     "summary": ("extract.shard", "add_summary_args", "summary_main"),
+    "verify": ("extract.cache", "add_verify_args", "verify_main"),
 }
 
 

@@ -23,6 +23,7 @@ import os
 import queue
 import re
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -288,7 +289,15 @@ def _ffmpeg_messages():
                     said.append(m.group(1).strip())
 
 
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """A decode worker whose job was killed (SIGKILL, OOM) would wait on its queues forever: end it."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)
+
+
 def _worker(tasks: mp.Queue, results: mp.Queue, worker_id: int, spec: DecodeSpec) -> None:
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     if spec.resize == "official":
         import torch
 

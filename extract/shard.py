@@ -55,6 +55,7 @@ def add_init_args(p) -> None:
 def init_main(args) -> int:
     identity = json.loads(args.identity)
     store = FeatureStore.create(args.store, identity)
+    store.close()
     write_json_atomic(args.out, {"store": str(Path(args.store)), "identity": identity,
                                  "identity_hash": store.identity_hash})
     print(f"store ready: {args.store} (identity {store.identity_hash})")
@@ -78,21 +79,28 @@ def add_shard_args(p) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     p.add_argument("--exts", default=",".join(DEFAULT_EXTS), help="video file extensions tried, in order")
+    p.add_argument("--flush-items", type=int, default=1000,
+                   help="write a pack of the store every this many finished items (a killed job loses at most "
+                        "the work since its last pack)")
+    p.add_argument("--flush-seconds", type=float, default=600.0, help="... or after this many seconds")
 
 
 def shard_main(args) -> int:
     report = run_shard(
         store_json=args.store_json, annotations=args.annotations, videos=args.videos, checkpoint=args.checkpoint,
         shard=args.shard, n_shards=args.n_shards, workers=args.workers, batch_clips=args.batch_clips,
-        timeout_s=args.timeout, device=args.device, threads=args.threads,
-        exts=tuple(e if e.startswith(".") else "." + e for e in args.exts.split(",") if e))
+        timeout_s=args.timeout, device=args.device, threads=args.threads, flush_items=args.flush_items,
+        flush_seconds=args.flush_seconds, exts=tuple(e if e.startswith(".") else "." + e for e in args.exts.split(",") if e))
     write_json_atomic(args.out, report)
     failed = report["videos"]["failed"]
     print(f"shard {args.shard}/{args.n_shards}: {report['videos']['extracted']} videos extracted, "
-          f"{report['videos']['already_complete']} already complete, {len(failed)} failed; "
+          f"{report['videos']['already_complete']} already complete, {len(failed)} failed, "
+          f"{len(report['damaged'])} damaged re-extracted; "
           f"{report['queries']['extracted']} queries extracted; {rate(report['clips_per_s'])} clips/s")
     for f in failed:
         print(f"  FAILED {f['vid']} ({f['file']}): {f['reason']}")
+    for d in report["damaged"]:
+        print(f"  DAMAGED {d['item']} re-extracted: {d['reason']}")
     return 0
 
 
@@ -151,28 +159,52 @@ class _Batcher:
 
 
 def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, workers=2, batch_clips=32,
-              timeout_s=600.0, device="auto", threads=0, exts=DEFAULT_EXTS, progress=True) -> dict:
+              timeout_s=600.0, device="auto", threads=0, exts=DEFAULT_EXTS, progress=True, flush_items=1000,
+              flush_seconds=600.0) -> dict:
     import torch
-    from tqdm import tqdm
 
     t_start = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
     meta = json.loads(Path(store_json).read_text())
-    ident = meta["identity"]
-    store = FeatureStore(meta["store"], mode="a")
+    store = FeatureStore(meta["store"], mode="a", flush_items=flush_items, flush_seconds=flush_seconds)
     if store.identity_hash != meta["identity_hash"]:
         raise RuntimeError(f"{meta['store']}: store identity {store.identity_hash} != {meta['identity_hash']}")
+    try:
+        return _run_shard(store, meta, annotations, videos, checkpoint, shard, n_shards, workers, batch_clips,
+                          timeout_s, device, exts, progress, t_start)
+    finally:
+        store.close()  # writes the finished items still buffered, also when a video or the model failed
 
+
+def _todo(store, group: str, keys, damaged: list) -> list:
+    """Items to extract: absent, or present but failing verification (read back, size and CRC-32)."""
+    todo = []
+    for key in keys:
+        problem = store.problem(group, key, deep=True)
+        if problem is not None:
+            todo.append(key)
+            if problem != "not in the cache":
+                damaged.append({"item": f"{group[:-1]} '{key}'", "reason": problem})
+    return todo
+
+
+def _run_shard(store, meta, annotations, videos, checkpoint, shard, n_shards, workers, batch_clips, timeout_s,
+               device, exts, progress, t_start) -> dict:
+    from tqdm import tqdm
+
+    ident = meta["identity"]
     vids, queries = _shard_items(annotations, shard, n_shards)
-    todo_vids = [v for v in vids if not store.video_complete(v)]
-    todo_queries = [k for k in queries if not store.query_complete(k)]
+    damaged: list[dict] = []
+    todo_vids = _todo(store, "videos", vids, damaged)
+    todo_queries = _todo(store, "queries", queries, damaged)
     report = {
         "shard": shard, "n_shards": n_shards, "store": meta["store"], "identity_hash": meta["identity_hash"],
         "videos": {"total": len(vids), "already_complete": len(vids) - len(todo_vids), "extracted": 0,
                    "failed": [], "clamped": []},
         "queries": {"total": len(queries), "already_complete": len(queries) - len(todo_queries), "extracted": 0},
         "clips": 0, "seconds": 0.0, "model_seconds": 0.0, "clips_per_s": 0.0, "device": None,
+        "damaged": damaged,  # items that failed verification, re-extracted now
     }
     if not todo_vids and not todo_queries:
         report["seconds"] = time.perf_counter() - t_start
@@ -305,6 +337,7 @@ def summary_main(args) -> int:
         "queries": {k: sum(r["queries"][k] for r in reports) for k in ("total", "already_complete", "extracted")},
         "failed_videos": failed,
         "clamped_videos": sorted(v for r in reports for v in r["videos"].get("clamped", [])),
+        "damaged_reextracted": [d for r in reports for d in r.get("damaged", [])],
         "clips": sum(r["clips"] for r in reports),
         "seconds": sum(r["seconds"] for r in reports),
     }

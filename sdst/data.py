@@ -112,22 +112,19 @@ def cache_info(summary_path: str) -> CacheInfo:
         summary = json.load(fh)
     store = FeatureStore(summary["store"])
     failed = frozenset(f["vid"] for f in summary.get("failed_videos", []))
-    vdim = tdim = layers = None
-    for arr_name in store.root["videos"].array_keys():
-        arr = store.root["videos"][arr_name]
-        layers, _, vdim = arr.shape
-        break
-    for arr_name in store.root["queries"].array_keys():
-        tdim = store.root["queries"][arr_name].shape[-1]
-        break
-    if vdim is None or tdim is None:
+    videos, queries = store.keys("videos"), store.keys("queries")
+    if not videos or not queries:
         raise ValueError(f"{summary['store']}: the feature cache holds no video or no query features")
+    layers, _, vdim = store.entry("videos", videos[0]).shape
+    tdim = store.entry("queries", queries[0]).shape[-1]
     return CacheInfo(summary["store"], failed, int(vdim), int(tdim), int(layers), summary.get("identity"))
 
 
 class FeatureDataset(torch.utils.data.Dataset):
     def __init__(self, queries: list[Query], store: str, clip_len: float, saliency: str, min_clips: int = 0,
                  preload: bool = False, failed: frozenset = frozenset()):
+        from extract.cache import CacheError
+
         self.store_path, self.clip_len, self.kind = store, clip_len, saliency
         self._store, self._pid = None, None
         probe = self.store()
@@ -138,11 +135,13 @@ class FeatureDataset(torch.utils.data.Dataset):
                 self.skipped["failed_video"] += 1
                 continue
             if q.vid not in self._n_clips:
-                if not probe.video_complete(q.vid):
-                    self._n_clips[q.vid] = -1
-                else:
-                    self._n_clips[q.vid] = int(probe.video_attrs(q.vid)["n_clips"])
+                self._n_clips[q.vid] = int(probe.video_attrs(q.vid).get("n_clips", -1))
             n = self._n_clips[q.vid]
+            for group, key in (("videos", q.vid), ("queries", q.key)):
+                problem = probe.problem(group, key)
+                if problem not in (None, "not in the cache"):  # damaged data is an error, never skipped
+                    raise CacheError(f"{self.store_path}: {group[:-1]} '{key}': {problem}; re-run the extraction "
+                                     "(shard jobs re-extract damaged items: snakemake --forcerun extract_shard)")
             if n < 0 or not probe.query_complete(q.key):
                 self.skipped["missing"] += 1
             elif n < min_clips:
@@ -151,11 +150,9 @@ class FeatureDataset(torch.utils.data.Dataset):
                 self.items.append(q)
         self._videos: dict[str, np.ndarray] = {}
         self._texts: dict[str, np.ndarray] = {}
-        if preload:
-            for q in self.items:
-                if q.vid not in self._videos:
-                    self._videos[q.vid] = probe.read_video(q.vid)
-                self._texts[q.key] = probe.read_query(q.key)
+        if preload:  # in file order, each item verified
+            self._videos = probe.read_many("videos", (q.vid for q in self.items))
+            self._texts = probe.read_many("queries", (q.key for q in self.items))
 
     def store(self):
         """The store, opened once per process (DataLoader workers fork or spawn)."""

@@ -129,6 +129,7 @@ def make_synthetic_cache(root, n_train=48, n_val=16, clips=(10, 16), layers=4, v
         path = root / f"{split}.jsonl"
         path.write_text("\n".join(json.dumps(r) for r in rows))
         ann[split] = str(path)
+    store.close()
     summary = root / "summary.json"
     summary.write_text(json.dumps({"store": str(root / "features.zarr"), "failed_videos": []}))
     return {"annotations": ann, "summary": str(summary), "store": str(root / "features.zarr")}

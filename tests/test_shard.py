@@ -44,10 +44,11 @@ def _init(tmp_path):
     return out
 
 
-def _shard_cmd(store_json, videos, ann, report):
+def _shard_cmd(store_json, videos, ann, report, flush_items=1000):
     return [sys.executable, "-m", "extract", "shard", "--store-json", str(store_json), "--annotations", str(ann),
             "--videos", str(videos), "--shard", "0", "--n-shards", "1", "--workers", "1", "--batch-clips", "2",
-            "--threads", "1", "--timeout", "60", "--device", "cpu", "--out", str(report)]
+            "--threads", "1", "--timeout", "60", "--device", "cpu", "--flush-items", str(flush_items),
+            "--out", str(report)]
 
 
 def test_faulty_videos_are_recorded_and_the_rest_extracted(tmp_path):
@@ -83,28 +84,68 @@ def test_rates_print_significant_digits():
         ["0.071", "0.00042", "1.5", "10.0", "12", "1234", "0"]
 
 
-def test_killed_shard_resumes_without_recomputing_finished_videos(tmp_path):
+def _children(pid):
+    from pathlib import Path
+
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_killed_shard_resumes_and_damaged_items_are_reextracted(tmp_path):
+    """Killed mid-run: the packs written before the kill are kept, their videos not recomputed. Then a chunk
+    deleted, one truncated and one altered in the finished cache: the next run re-extracts exactly those."""
     videos, ann = _dataset(tmp_path, n_good=8)
     store_json = _init(tmp_path)
     report = tmp_path / "report.json"
-    proc = subprocess.Popen(_shard_cmd(store_json, videos, ann, report), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    store = FeatureStore(tmp_path / "f.zarr")
+    cmd = _shard_cmd(store_json, videos, ann, report, flush_items=1)  # a pack per item
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    packs = tmp_path / "f.zarr" / "packs"
     deadline = time.time() + 240
     done = []
     while time.time() < deadline and not done:
         done = [f"good{i}" for i in range(8) if FeatureStore(tmp_path / "f.zarr").video_complete(f"good{i}")]
         time.sleep(0.05)
     assert done and proc.poll() is None, "the shard finished before it could be killed"
+    workers = _children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not report.exists()  # the report (the Snakemake output) is written only by a finished shard
-    stamps = {v: (tmp_path / "f.zarr" / "videos" / v / "zarr.json").stat().st_mtime_ns for v in done}
-    finished = subprocess.run(_shard_cmd(store_json, videos, ann, report), cwd=ROOT, capture_output=True, text=True)
+    deadline = time.time() + 10  # its decode workers end with it (they used to wait on their queues forever)
+    while time.time() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.2)
+    assert workers and not any(_alive(p) for p in workers)
+    stamps = {p.parent.name: p.stat().st_mtime_ns for p in packs.glob("videos-*/zarr.json")}
+    finished = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
     result = json.loads(report.read_text())
-    assert result["videos"]["already_complete"] >= len(done)
+    assert result["videos"]["already_complete"] >= len(done) and not result["damaged"]
     assert result["videos"]["already_complete"] + result["videos"]["extracted"] == 8
-    for v, stamp in stamps.items():  # finished arrays were not rewritten
-        assert (tmp_path / "f.zarr" / "videos" / v / "zarr.json").stat().st_mtime_ns == stamp
+    for name, stamp in stamps.items():  # finished packs were not rewritten
+        assert (packs / name / "zarr.json").stat().st_mtime_ns == stamp
+    store = FeatureStore(tmp_path / "f.zarr")
     assert all(store.video_complete(f"good{i}") for i in range(8))
+    before = {f"good{i}": store.read_video(f"good{i}") for i in range(8)}
+
+    chunks = {v: packs / store.entry("videos", v).pack / "c" / "0" for v in ("good1", "good4", "good6")}
+    chunks["good1"].unlink()
+    chunks["good4"].write_bytes(chunks["good4"].read_bytes()[:100])
+    altered = bytearray(chunks["good6"].read_bytes())
+    altered[-1] ^= 0x01
+    chunks["good6"].write_bytes(bytes(altered))
+    rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    result = json.loads(report.read_text())
+    assert sorted(d["item"] for d in result["damaged"]) == ["video 'good1'", "video 'good4'", "video 'good6'"]
+    assert result["videos"]["extracted"] == 3 and result["videos"]["already_complete"] == 5
+    assert "DAMAGED video 'good6' re-extracted: " in rerun.stdout and "checksum mismatch" in rerun.stdout
+    store = FeatureStore(tmp_path / "f.zarr")
+    assert not store.verify()["videos"]
+    for vid, feats in before.items():  # the same features again (same model, same frames)
+        np.testing.assert_array_equal(store.read_video(vid), feats)
