@@ -57,7 +57,7 @@ rule init_store:
 
 
 rule extract_shard:
-    """Decode + backbone for the videos (and queries) hashed to this shard; skips complete arrays."""
+    """Decode + backbone for the videos (and queries) hashed to this shard; skips items that verify."""
     input:
         check_hash,
         store=f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
