@@ -38,6 +38,7 @@ import numpy as np
 FP16_MAX = 65504.0
 FORMAT = 2
 GROUPS = ("videos", "queries")
+ABSENT = "not in the cache"  # FeatureStore.problem of an item never written (not damaged: nothing to distrust)
 
 
 class CacheError(RuntimeError):
@@ -204,7 +205,7 @@ class FeatureStore:
         CRC-32 (what a resuming shard does before trusting an item)."""
         entry = self._index[group].get(key)
         if entry is None:
-            return self._damaged[group].get(key, "not in the cache")
+            return self._damaged[group].get(key, ABSENT)
         if deep:
             try:
                 self._load(group, key, entry)

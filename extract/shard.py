@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.cache import FeatureOverflowError, FeatureStore
+from extract.cache import ABSENT, FeatureOverflowError, FeatureStore
 from extract.config import shard_of
 from extract.decode import DecodePool, DecodeSpec
 from extract.devices import resolve_device
@@ -184,7 +184,7 @@ def _todo(store, group: str, keys, damaged: list) -> list:
         problem = store.problem(group, key, deep=True)
         if problem is not None:
             todo.append(key)
-            if problem != "not in the cache":
+            if problem != ABSENT:
                 damaged.append({"item": f"{group[:-1]} '{key}'", "reason": problem})
     return todo
 

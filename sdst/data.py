@@ -123,7 +123,7 @@ def cache_info(summary_path: str) -> CacheInfo:
 class FeatureDataset(torch.utils.data.Dataset):
     def __init__(self, queries: list[Query], store: str, clip_len: float, saliency: str, min_clips: int = 0,
                  preload: bool = False, failed: frozenset = frozenset()):
-        from extract.cache import CacheError
+        from extract.cache import ABSENT, CacheError
 
         self.store_path, self.clip_len, self.kind = store, clip_len, saliency
         self._store, self._pid = None, None
@@ -139,7 +139,7 @@ class FeatureDataset(torch.utils.data.Dataset):
             n = self._n_clips[q.vid]
             for group, key in (("videos", q.vid), ("queries", q.key)):
                 problem = probe.problem(group, key)
-                if problem not in (None, "not in the cache"):  # damaged data is an error, never skipped
+                if problem not in (None, ABSENT):  # damaged data is an error, never skipped
                     raise CacheError(f"{self.store_path}: {group[:-1]} '{key}': {problem}; re-run the extraction "
                                      "(shard jobs re-extract damaged items: snakemake --forcerun extract_shard)")
             if n < 0 or not probe.query_complete(q.key):
