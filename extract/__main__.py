@@ -19,6 +19,7 @@ COMMANDS = {
     "shard": ("extract.shard", "add_shard_args", "shard_main"),
     "summary": ("extract.shard", "add_summary_args", "summary_main"),
     "verify": ("extract.cache", "add_verify_args", "verify_main"),
+    "videos": ("extract.folder", "add_args", "main"),
 }
 
 

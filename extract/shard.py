@@ -160,7 +160,9 @@ class _Batcher:
 
 def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, workers=2, batch_clips=32,
               timeout_s=600.0, device="auto", threads=0, exts=DEFAULT_EXTS, progress=True, flush_items=1000,
-              flush_seconds=600.0) -> dict:
+              flush_seconds=600.0, items=None) -> dict:
+    """Extract this shard's videos and queries: those of ``annotations`` hashed to it, or ``items`` =
+    (video ids, {query key: (text, video id)}) given directly (``python -m extract videos``)."""
     import torch
 
     t_start = time.perf_counter()
@@ -171,7 +173,9 @@ def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, work
     if store.identity_hash != meta["identity_hash"]:
         raise RuntimeError(f"{meta['store']}: store identity {store.identity_hash} != {meta['identity_hash']}")
     try:
-        return _run_shard(store, meta, annotations, videos, checkpoint, shard, n_shards, workers, batch_clips,
+        if items is None:
+            items = _shard_items(annotations, shard, n_shards)
+        return _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers, batch_clips,
                           timeout_s, device, exts, progress, t_start)
     finally:
         store.close()  # writes the finished items still buffered, also when a video or the model failed
@@ -189,12 +193,12 @@ def _todo(store, group: str, keys, damaged: list) -> list:
     return todo
 
 
-def _run_shard(store, meta, annotations, videos, checkpoint, shard, n_shards, workers, batch_clips, timeout_s,
+def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers, batch_clips, timeout_s,
                device, exts, progress, t_start) -> dict:
     from tqdm import tqdm
 
     ident = meta["identity"]
-    vids, queries = _shard_items(annotations, shard, n_shards)
+    vids, queries = items
     damaged: list[dict] = []
     todo_vids = _todo(store, "videos", vids, damaged)
     todo_queries = _todo(store, "queries", queries, damaged)
@@ -314,8 +318,8 @@ def _extract_queries(store, text, items, ident, dev, batch: int = 64) -> None:
     for i in range(0, len(items), batch):
         chunk = items[i:i + batch]
         feats = encode_queries(text, tokenizer, [q for _, (q, _) in chunk], ident, dev)
-        for (key, (_, vid)), f in zip(chunk, feats):
-            store.write_query(key, f, vid=vid)
+        for (key, (q, vid)), f in zip(chunk, feats):
+            store.write_query(key, f, vid=vid, query=q)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -330,6 +334,13 @@ def add_summary_args(p) -> None:
 def summary_main(args) -> int:
     meta = json.loads(Path(args.store_json).read_text())
     reports = [json.loads(Path(p).read_text()) for p in args.shards]
+    write_summary(meta, reports, args.out)
+    return 0
+
+
+def write_summary(meta: dict, reports: list[dict], out: str | Path) -> dict:
+    """Merge shard reports into the extraction summary (counts, failed videos with file and reason), write it
+    to ``out`` and print it."""
     failed = sorted((f for r in reports for f in r["videos"]["failed"]), key=lambda f: f["vid"])
     summary = {
         "store": meta["store"], "identity": meta["identity"], "identity_hash": meta["identity_hash"],
@@ -342,10 +353,10 @@ def summary_main(args) -> int:
         "seconds": sum(r["seconds"] for r in reports),
     }
     summary["videos"]["failed"] = len(failed)
-    write_json_atomic(args.out, summary)
+    write_json_atomic(out, summary)
     v = summary["videos"]
     print(f"{meta['store']}: {v['total']} videos ({v['extracted']} extracted now, {v['already_complete']} "
           f"already complete, {v['failed']} failed), {summary['queries']['total']} queries")
     for f in failed:
         print(f"  FAILED {f['vid']} ({f['file']}): {f['reason']}")
-    return 0
+    return summary
