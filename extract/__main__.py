@@ -20,6 +20,7 @@ COMMANDS = {
     "summary": ("extract.shard", "add_summary_args", "summary_main"),
     "verify": ("extract.cache", "add_verify_args", "verify_main"),
     "videos": ("extract.folder", "add_args", "main"),
+    "export": ("extract.export", "add_args", "main"),
 }
 
 

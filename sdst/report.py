@@ -19,6 +19,8 @@ import math
 import sys
 from pathlib import Path
 
+from sdst.html import write_html
+
 # The paper's reported columns (Tab. 1 for QVHighlights, Tab. 2 for Charades-STA / TACoS).
 DEFAULT_METRICS = {
     "qvh": ["MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP@0.5", "MR-full-mAP@0.75", "MR-full-mAP",
@@ -135,6 +137,7 @@ def build(paths: list[str], out: str | Path, metric_sets: dict | None = None, bl
     (out.parent / "report.json").write_text(json.dumps(stats._jsonable(result) if result else {"error": error},
                                                        indent=2) + "\n")
     out.write_text(render(tables, result, metric_sets, error))
+    write_html(out, "Significance report")  # the same page for Snakemake's report, CD diagram embedded
     return result
 
 

@@ -1,0 +1,60 @@
+"""results/{dataset}/summary.md, .csv and .html (sdst.summary) and the Markdown-to-HTML page (sdst.html)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+from sdst.html import markdown_to_html
+from sdst.report import DEFAULT_METRICS
+from sdst.summary import build
+
+
+def _metrics(model, values, params, splits=("val",)):
+    per_split = {n: {"mean": round(sum(v) / len(v), 2), "std": 1.5, "values": v} for n, v in values.items()}
+    return {"dataset": "d", "model": model, "seeds": [0, 1], "headline_split": splits[0],
+            "splits": {s: per_split for s in splits}, "metrics": per_split,
+            "training": {"parameters": params},
+            "random_baseline": {"split": splits[0], "metrics": {n: 3.25 for n in values}}}
+
+
+def test_summary_files_hold_the_same_table(tmp_path):
+    names = DEFAULT_METRICS["qvh"]
+    paths = []
+    for model, base, params in (("sdst", 60.0, 2_500_000), ("r2tuning", 50.0, 1_000_000)):
+        p = tmp_path / f"{model}.json"
+        p.write_text(json.dumps(_metrics(model, {n: [base + i, base + i + 2] for i, n in enumerate(names)}, params,
+                                         splits=("val", "test"))))
+        paths.append(str(p))
+    ex = {"store": "cache/d/abc/features.zarr", "identity_hash": "abc", "identity": {"backbone": "tiny"},
+          "videos": {"total": 3, "extracted": 2, "already_complete": 0, "failed": 1},
+          "queries": {"total": 5}, "clips": 40, "seconds": 2.0,
+          "failed_videos": [{"vid": "v9", "file": "videos/v9.mp4", "reason": "cannot open: moov atom not found"}]}
+    (tmp_path / "ex.json").write_text(json.dumps(ex))
+    build("d", paths, str(tmp_path / "ex.json"), tmp_path / "out" / "summary.md")
+    md = (tmp_path / "out" / "summary.md").read_text()
+    # every model x reported split, then the baseline; header = the paper's Tab. 1 columns
+    assert "| model | split | parameters | seeds | " + " | ".join(names) + " |" in md
+    assert "| sdst | test | 2.50 M | 2 | 61.00 ± 1.50 |" in md and "| r2tuning | val | 1.00 M | 2 | 51.00 ± 1.50" in md
+    assert "| random baseline | val | 0 | – | 3.25 | 3.25 |" in md
+    rows = list(csv.DictReader((tmp_path / "out" / "summary.csv").open()))
+    assert [(r["model"], r["split"]) for r in rows] == [("sdst", "val"), ("sdst", "test"), ("r2tuning", "val"),
+                                                         ("r2tuning", "test"), ("random baseline", "val")]
+    assert float(rows[3]["MR-full-mAP mean"]) == 55.0 and float(rows[3]["MR-full-mAP std"]) == 1.5
+    page = (tmp_path / "out" / "summary.html").read_text()
+    cell = re.search(r'<td class="num" data-row="r2tuning" data-col="MR-full-mAP">([^<]*)</td>', page)
+    assert cell and cell.group(1) == "55.00 ± 1.50"
+    ex_md = (tmp_path / "out" / "extraction.md").read_text()
+    assert "| videos failed | 1 |" in ex_md and "| v9 | videos/v9.mp4 | cannot open: moov atom not found |" in ex_md
+    assert "v9" in (tmp_path / "out" / "extraction.html").read_text()
+
+
+def test_markdown_page_escapes_text_and_embeds_images(tmp_path):
+    import base64
+
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+    (tmp_path / "cd.png").write_bytes(png)
+    page = markdown_to_html("# A <b> title\n\nsome **bold** `x<y`\n\n![cd diagram](cd.png)\n", "t", tmp_path)
+    assert "<h1>A &lt;b&gt; title</h1>" in page and "<strong>bold</strong>" in page and "<code>x&lt;y</code>" in page
+    assert 'src="data:image/png;base64,' + base64.b64encode(png).decode() + '"' in page
