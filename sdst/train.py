@@ -242,6 +242,9 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
 
     if best_state is None:
         raise RuntimeError("no epoch was trained (epochs = 0?)")
+    # again here: a job re-run over a finished run (its input summary was rewritten) resumes after the last epoch,
+    # trains nothing, and must still produce the outputs Snakemake deleted before running it
+    write_log(out_dir / "train_log.csv", history)
     save_checkpoint(best_path, {"run": run, "dims": dims, "model": best_state, "epoch": best["epoch"],
                                 "metrics": best.get("metrics"), "code": version})
     from sdst.plots import plot_curves

@@ -40,6 +40,14 @@ def test_same_seed_same_result_and_checkpoint_carries_config(tmp_path):
     wa = torch.load(tmp_path / "a" / "checkpoint_best.pt", weights_only=True)["model"]
     wb = torch.load(tmp_path / "b" / "checkpoint_best.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # Snakemake re-running the job over a finished run (its input was rewritten) deletes the outputs first: the
+    # run resumes after its last epoch, trains nothing, and writes every output again
+    log = (tmp_path / "a" / "train_log.csv").read_text()
+    for name in ("train_log.csv", "checkpoint_best.pt", "curves.png", "train_summary.json"):
+        (tmp_path / "a" / name).unlink()
+    again = train(run, syn["summary"], tmp_path / "a", progress=False)
+    assert again["select_metrics"] == a["select_metrics"] and (tmp_path / "a" / "train_log.csv").read_text() == log
+    assert (tmp_path / "a" / "checkpoint_best.pt").is_file() and (tmp_path / "a" / "curves.png").is_file()
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
