@@ -13,6 +13,9 @@ configfile: "config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
 
@@ -21,6 +24,7 @@ include: "workflow/rules/resources.smk"
 # is never read as a model's folder).
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_-]+",
+    name=r"[A-Za-z0-9_-]+",
     model="|".join(sorted(config["model"]["variants"])),
     seed=r"\d+",
     split=r"[A-Za-z0-9_.-]+",

@@ -137,6 +137,8 @@ def add_args(p) -> None:
                    help="vision layers to keep, comma-separated (default -4,-3,-2,-1: the last four blocks)")
     p.add_argument("--pooling", default=None, choices=["attn", "mean", "cls"],
                    help="per-clip pooling (default attn: the model's own attention pooling)")
+    p.add_argument("--settings", default=None,
+                   help="feature settings as JSON, over the defaults (keys of config.yaml's extract section)")
     p.add_argument("--shard", type=int, default=0, help="this job's part of the folder (with --n-shards)")
     p.add_argument("--n-shards", type=int, default=1)
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
@@ -151,7 +153,7 @@ def add_args(p) -> None:
 
 @exits_on_bad_input
 def main(args) -> int:
-    settings = {}
+    settings = json.loads(args.settings) if args.settings else {}
     if args.layers:
         settings["vision_layers"] = [int(x) for x in args.layers.split(",")]
     if args.pooling:

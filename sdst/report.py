@@ -134,11 +134,27 @@ def build(paths: list[str], out: str | Path, metric_sets: dict | None = None, bl
         stats.plot_cd_diagram(result, out.parent / "cd_diagram.png")
     except stats.ScoresError as err:
         error = str(err)
+        _placeholder(out.parent / "cd_diagram.png", f"No critical-difference diagram: {error}")
     (out.parent / "report.json").write_text(json.dumps(stats._jsonable(result) if result else {"error": error},
                                                        indent=2) + "\n")
     out.write_text(render(tables, result, metric_sets, error))
     write_html(out, "Significance report")  # the same page for Snakemake's report, CD diagram embedded
     return result
+
+
+def _placeholder(path: Path, message: str) -> None:
+    """A figure saying why there is no diagram (the workflow declares the file, the report shows it)."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(7, 1.6))
+    fig.text(0.02, 0.5, textwrap.fill(message, 90), va="center", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -198,3 +199,30 @@ def tiny_demo(tmp_path_factory):
     ann = [f"resources/demo/demo_{s}.jsonl" for s in ("train", "sel", "val")]
     snakemake(ROOT, work, "--cores", "2", *ann)
     return work / "resources"
+
+
+REAL_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
+
+
+@pytest.fixture(scope="session")
+def folder_run(tmp_path_factory):
+    """`python -m extract videos` run twice over the shared real videos, a broken file and a queries file:
+    (folder, (first process, its summary), (second process, its summary))."""
+    if not REAL_VIDEOS.is_dir():
+        pytest.skip(f"{REAL_VIDEOS}: the shared real videos are not here")
+    base = tmp_path_factory.mktemp("folder")
+    videos = base / "videos"
+    videos.mkdir()
+    for f in sorted(REAL_VIDEOS.glob("*.mp4")):
+        shutil.copy(f, videos / f.name)
+    (videos / "broken.mp4").write_bytes(b"not a video")
+    (videos / "notes.txt").write_text("not a video either, and not an extension tried")
+    (base / "queries.txt").write_text("a rabbit in a meadow\n\ncyclists on a road\n")
+    cmd = [sys.executable, "-m", "extract", "videos", "--videos", str(videos), "--out", str(base / "out"),
+           "--queries", str(base / "queries.txt"), "--backbone", "tiny", "--no-progress", "--workers", "1"]
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs.append((proc, json.loads((base / "out" / "summary.json").read_text())))
+    return base, runs[0], runs[1]

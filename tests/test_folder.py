@@ -17,7 +17,7 @@ from extract.folder import DEFAULTS, QueryFileError, read_queries
 from extract.reader import open_features
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
+from conftest import REAL_VIDEOS
 
 
 def expected_clips(duration: float, clip_len: float) -> int:
@@ -25,28 +25,6 @@ def expected_clips(duration: float, clip_len: float) -> int:
     # least half a clip; written out here, not imported
     whole, rest = divmod(duration, clip_len)
     return max(1, int(whole) + (1 if rest >= clip_len / 2 else 0))
-
-
-@pytest.fixture(scope="module")
-def folder_run(tmp_path_factory):
-    if not REAL_VIDEOS.is_dir():
-        pytest.skip(f"{REAL_VIDEOS}: the shared real videos are not here")
-    base = tmp_path_factory.mktemp("folder")
-    videos = base / "videos"
-    videos.mkdir()
-    for f in sorted(REAL_VIDEOS.glob("*.mp4")):
-        shutil.copy(f, videos / f.name)
-    (videos / "broken.mp4").write_bytes(b"not a video")
-    (videos / "notes.txt").write_text("not a video either, and not an extension tried")
-    (base / "queries.txt").write_text("a rabbit in a meadow\n\ncyclists on a road\n")
-    cmd = [sys.executable, "-m", "extract", "videos", "--videos", str(videos), "--out", str(base / "out"),
-           "--queries", str(base / "queries.txt"), "--backbone", "tiny", "--no-progress", "--workers", "1"]
-    runs = []
-    for _ in range(2):
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        runs.append((proc, json.loads((base / "out" / "summary.json").read_text())))
-    return base, runs[0], runs[1]
 
 
 def test_folder_extraction_reports_counts_and_the_failed_file(folder_run):

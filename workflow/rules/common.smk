@@ -10,7 +10,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from extract.cache import canonical_json, identity_hash  # noqa: E402
-from extract.config import extraction_identity  # noqa: E402
+from extract.config import FEATURE_KEYS, extraction_identity  # noqa: E402
 from sdst.config import resolve_run, run_identity, train_sources  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]
@@ -108,7 +108,33 @@ def dataset_checks(wc):
 
 
 def all_targets():
-    return [f"results/{d}/metrics.json" for d in config["evaluate"]["datasets"]]
+    """results/{dataset}/metrics.json, the summary (table, extraction) and the example figures per dataset."""
+    out = []
+    for d in config["evaluate"]["datasets"]:
+        out += [f"results/{d}/metrics.json", f"results/{d}/summary.md"]
+        out += [f"results/{d}/{m}/examples/{i}.png" for m in summary_models() for i in range(n_examples())]
+    return out
+
+
+def summary_models():
+    """Models of results/{dataset}/summary.md: evaluate.models, the default model first."""
+    models = config["evaluate"].get("models") or [config["model"]["default"]]
+    unknown = [m for m in models if m not in config["model"]["variants"]]
+    if unknown:
+        raise ValueError(f"evaluate.models: {unknown} are not among model.variants")
+    return list(dict.fromkeys([config["model"]["default"], *models]))
+
+
+def n_examples():
+    return int(config["evaluate"].get("examples", 4))
+
+
+def folder(name):
+    try:
+        return config["folders"][name]
+    except KeyError:
+        raise ValueError(f"features/{name}: no folder '{name}' in config.yaml folders "
+                         f"(configured: {sorted(config.get('folders', {}))})") from None
 
 
 # --- stage 2 -------------------------------------------------------------------------------------

@@ -128,3 +128,42 @@ rule extraction_report:
         "../../envs/extract.yaml"
     shell:
         "cp {input} {output} 2> {log}"
+
+
+rule extract_folder:
+    """Any folder of videos (config `folders`), no annotations: features/{name}/ as `python -m extract videos`
+    writes it (features.zarr, store.json, shards/, summary.json); resumes, like the shard jobs."""
+    input:
+        videos=lambda wc: folder(wc.name)["videos"],
+        queries=lambda wc: folder(wc.name).get("queries") or [],
+    output:
+        "features/{name}/summary.json",
+    params:
+        code=code("extract", "sdst/cli.py"),
+        out=lambda wc, output: str(Path(output[0]).parent),
+        queries=lambda wc, input: f"--queries {input.queries}" if input.queries else "",
+        checkpoint=lambda wc: (
+            f"--checkpoint {folder(wc.name)['checkpoint']}" if folder(wc.name).get("checkpoint") else ""
+        ),
+        backbone=lambda wc: folder(wc.name)["backbone"],
+        clip_len=lambda wc: folder(wc.name).get("clip_len", 2.0),
+        settings=canonical_json({k: config["extract"][k] for k in FEATURE_KEYS}),
+    threads: extract_threads()
+    resources:
+        gpu=gpus(RUN["device"]),
+        mem_mb=lambda wc: MEM_MB["extract_shard"][folder(wc.name)["backbone"]],
+        runtime=lambda wc: TINY_MIN if folder(wc.name)["backbone"] == "tiny" else 24 * 60,
+        torch_threads=RUN["threads"],
+        decode_workers=RUN["decode_workers"],
+        batch_clips=RUN["batch_clips"],
+        decode_timeout_s=RUN["decode_timeout_s"],
+        device=RUN["device"],
+    log:
+        "logs/extract_folder/{name}.log",
+    conda:
+        "../../envs/extract.yaml"
+    shell:
+        "python -m extract videos --videos {input.videos} --out {params.out} {params.queries} "
+        "--backbone {params.backbone} {params.checkpoint} --clip-len {params.clip_len} --settings {params.settings:q} "
+        "--workers {resources.decode_workers} --batch-clips {resources.batch_clips} --timeout {resources.decode_timeout_s} "
+        "--device {resources.device} --threads {resources.torch_threads} --no-progress > {log} 2>&1"

@@ -11,6 +11,18 @@ rule significance_report:
         report="{folder}/report.md",
         json="{folder}/report.json",
         scores="{folder}/scores.csv",
+        html=report(
+            "{folder}/report.html",
+            caption="../report/significance.rst",
+            category="Significance",
+            labels={"report": "{folder}", "figure": "tables and tests"},
+        ),
+        cd=report(
+            "{folder}/cd_diagram.png",
+            caption="../report/cd_diagram.rst",
+            category="Significance",
+            labels={"report": "{folder}", "figure": "critical-difference diagram"},
+        ),
     params:
         code=code("sdst/report.py", "sdst/stats.py"),
         spec=lambda wc: report_spec(wc.folder),

@@ -4,6 +4,7 @@
 localrules:
     aggregate_model,
     dataset_metrics,
+    dataset_summary,
 
 
 rule train:
@@ -14,7 +15,13 @@ rule train:
     output:
         best="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
         log_csv="results/{dataset}/{model}/seed{seed}/train_log.csv",
-        curves="results/{dataset}/{model}/seed{seed}/curves.png",
+        curves=report(
+            "results/{dataset}/{model}/seed{seed}/curves.png",
+            caption="../report/curves.rst",
+            category="Training curves",
+            subcategory="{dataset}",
+            labels={"model": "{model}", "seed": "{seed}"},
+        ),
         summary="results/{dataset}/{model}/seed{seed}/train_summary.json",
     params:
         code=train_code,
@@ -152,3 +159,72 @@ rule dataset_metrics:
         "../../envs/sdst.yaml"
     shell:
         "cp {input} {output} 2> {log}"
+
+
+rule dataset_summary:
+    """results/{dataset}/summary.md/.csv/.html (every model of evaluate.models, the random baseline, parameter
+    counts) and extraction.md/.html (what the feature extraction did, every failure with its reason)."""
+    input:
+        metrics=lambda wc: [f"results/{wc.dataset}/{m}/metrics.json" for m in summary_models()],
+        extraction="results/{dataset}/extraction.json",
+    output:
+        md="results/{dataset}/summary.md",
+        csv="results/{dataset}/summary.csv",
+        html=report(
+            "results/{dataset}/summary.html",
+            caption="../report/summary.rst",
+            category="Results",
+            subcategory="{dataset}",
+            labels={"table": "models x metrics"},
+        ),
+        extraction_md="results/{dataset}/extraction.md",
+        extraction=report(
+            "results/{dataset}/extraction.html",
+            caption="../report/extraction.rst",
+            category="Feature extraction",
+            subcategory="{dataset}",
+            labels={"table": "extraction summary"},
+        ),
+    params:
+        code=code("sdst/summary.py", "sdst/html.py", "sdst/report.py"),
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
+    log:
+        "logs/summary/{dataset}.log",
+    conda:
+        "../../envs/sdst.yaml"
+    shell:
+        "python -m sdst.summary --dataset {wildcards.dataset} --metrics {input.metrics} "
+        "--extraction {input.extraction} --out {output.md} > {log} 2>&1"
+
+
+rule examples:
+    """One-video prediction figures of the first queries of the headline split (first seed's predictions)."""
+    input:
+        pred=lambda wc: f"results/{wc.dataset}/{wc.model}/seed{SEEDS[0]}/predictions_{report_splits(wc.dataset)[0]}.jsonl",
+        gt=lambda wc: f"results/{wc.dataset}/{wc.model}/seed{SEEDS[0]}/predictions_{report_splits(wc.dataset)[0]}.jsonl.gt.jsonl",
+    output:
+        [
+            report(
+                f"results/{{dataset}}/{{model}}/examples/{i}.png",
+                caption="../report/example.rst",
+                category="Predictions",
+                subcategory="{dataset}",
+                labels={"model": "{model}", "example": str(i)},
+            )
+            for i in range(n_examples())
+        ],
+    params:
+        code=code("sdst/plots.py", "sdst/predict.py"),
+        clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
+    log:
+        "logs/examples/{dataset}/{model}.log",
+    conda:
+        "../../envs/sdst.yaml"
+    shell:
+        "python -m sdst.plots examples --pred {input.pred} --gt {input.gt} --clip-len {params.clip_len} "
+        "--out {output} > {log} 2>&1"
