@@ -16,7 +16,7 @@ from pathlib import Path
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
 table{border-collapse:collapse;margin:.5em 0 1.2em}th,td{border:1px solid #ccc;padding:.25em .6em}
-th{background:#f1f1f1}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f1f1f1}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 code{background:#f4f4f4;padding:0 .2em}img{max-width:100%}h1{font-size:1.5em}h2{font-size:1.2em}"""
 
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
