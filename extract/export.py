@@ -4,12 +4,13 @@
 
 ``--format moment_detr`` is the layout of moment_detr and its descendants that kept its data loader
 (QD-DETR, CG-DETR, lighthouse; README "Export"): ``DIR/video/{vid}.npz`` with ``features``, float32
-(clips, dim), one row per ``clip_len`` seconds from the start of the video, and ``DIR/text/qid{qid}.npz`` with
-``last_hidden_state``, float32 (tokens, dim) including [CLS] and [SEP], and ``pooler_output``, float32 (dim,),
-the [CLS] row (their ``q_feat_type`` option). Those loaders L2-normalise rows themselves
-(``normalize_v``/``normalize_t``), cut at ``max_v_l``/``max_q_l`` and take ``ctx_l`` = the clip count, mapping
-seconds to clips with ``clip_len``: the rows are exported as cached, not normalised. ``DIR/export.json`` records
-the store, the layers, the dims and the clip length, the values to set in their configs.
+(clips, dim), one row per ``clip_len`` seconds from the start of the video, and ``DIR/text/qid{qid}.npz``
+with ``last_hidden_state``, float32 (tokens, dim): the tokens the text encoder saw, [CLS] first (InternVideo2's
+recipe has no [SEP]), and ``pooler_output``, float32 (dim,): the [CLS] row (their ``q_feat_type`` option).
+Those loaders L2-normalise rows themselves (``normalize_v``/``normalize_t``), cut at ``max_v_l``/``max_q_l``
+and take ``ctx_l`` = the clip count, mapping seconds to clips with ``clip_len``: the rows are exported as
+cached, not normalised. ``DIR/export.json`` records the store, the layers, the dims and the clip length, the
+values to set in their configs.
 
 Layers: an integer picks one cached layer by its configured name (-1 = the backbone's last block); ``mean``
 averages the cached layers; ``concat`` puts them side by side (dim x K, in the cached order).

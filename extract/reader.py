@@ -86,7 +86,7 @@ class Features:
         return self.store.keys("queries")
 
     def query(self, qid: str | int, layer: int | None = None) -> np.ndarray:
-        """float32 (layers, tokens, dim), or (tokens, dim) for one ``layer``; tokens include [CLS] and [SEP]."""
+        """float32 (layers, tokens, dim), or (tokens, dim) for one ``layer``: the tokens encoded, [CLS] first."""
         x = self.store.read_query(str(qid))
         return np.asarray(x if layer is None else x[self.layer_index(layer, "text")], dtype=np.float32)
 

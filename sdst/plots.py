@@ -1,42 +1,201 @@
-"""Training curves: losses and selection metrics per epoch, as a PNG beside the run's log."""
+"""Figures a reader understands at a glance: training curves, and one query's prediction on one video.
+
+    python -m sdst.plots examples --pred predictions_val.jsonl --gt predictions_val.jsonl.gt.jsonl --clip-len 2
+                                  --out ex/0.png ex/1.png ...
+
+``examples`` draws one figure per output file from a submission (official QVHighlights format) and its ground
+truth: the first query of each of the first videos (sorted by id), so the same videos every run.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from pathlib import Path
 
+import numpy as np
 
-def plot_curves(history: list[dict], path: str | Path, title: str = "") -> None:
+# A window's score is sqrt(p_fg * actionness) (Eq. 23), both probabilities. Below 0.05 the model gives the best
+# window less than a 1-in-400 product of the two, i.e. it finds nothing matching the query: the figure says so,
+# instead of drawing windows that look like an answer (seen on real footage with the demo model: 2e-06).
+LOW_SCORE = 0.05
+
+# metric groups of the selection split's panels (QVHighlights names; Charades-STA/TACoS ones fall in "other")
+GROUPS = (("moment retrieval: recall (%)", lambda k: "R1@" in k or "mIoU" in k),
+          ("moment retrieval: mAP (%)", lambda k: "mAP" in k and k.startswith("MR")),
+          ("highlight detection (%)", lambda k: k.startswith("HL")))
+
+
+def fmt_score(x: float) -> str:
+    """Two significant digits at any scale: 0.83, 0.047, 2.0e-06 (never 0.000 for a small score)."""
+    return f"{x:.2f}" if x >= 0.1 else f"{x:.2g}" if x >= 1e-3 else f"{x:.1e}"
+
+
+def _short(metric: str) -> str:
+    return metric.replace("MR-full-", "").replace("HL-min-", "")
+
+
+def curves_figure(history: list[dict], title: str = "", select_metrics: list[str] | None = None):
+    """The figure of :func:`plot_curves` (returned for tests)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    epochs = [r["epoch"] for r in history]
+    best = max(history, key=lambda r: r["select_score"])
+    metrics = [k[len("select_"):] for k in history[0] if k.startswith("select_") and k != "select_score"]
+    fig, axes = plt.subplots(2, 3, figsize=(17, 8.5))
+    flat = axes.ravel()
+
+    ax = flat[0]
+    ax.plot(epochs, [r["train_loss"] for r in history], color="black", lw=2, label="total")
+    for k in (k for k in history[0] if k.startswith("train_") and k != "train_loss"):
+        ax.plot(epochs, [r[k] for r in history], lw=1, label=k[len("train_"):])
+    ax.set(ylabel="weighted loss (log scale)", title="training losses (weighted by their λ)", yscale="log")
+    ax.legend(fontsize=7, ncol=2)
+
+    ax = flat[1]
+    names = " + ".join(_short(m) for m in select_metrics) if select_metrics else "the selection metrics"
+    ax.plot(epochs, [r["select_score"] for r in history], color="tab:red", lw=2)
+    ax.set(ylabel=f"selection score = {names} (%)", title="selection score (selects the checkpoint)")
+    ax.plot([best["epoch"]], [best["select_score"]], "o", color="tab:red", ms=7)
+    ax.text(0.03, 0.95, f"selected: epoch {best['epoch']}, score {best['select_score']:.2f}", transform=ax.transAxes,
+            va="top", fontsize=9)
+    lr = ax.twinx()
+    lr.plot(epochs, [r["lr"] for r in history], color="tab:blue", lw=1, alpha=0.6)
+    lr.set_ylabel("learning rate (blue)", color="tab:blue")
+
+    ax = flat[2]
+    ax.plot(epochs, [r["it_per_s"] for r in history], color="tab:green", lw=1.5)
+    ax.set(ylabel="training speed (iterations / s)", title="throughput")
+
+    groups = [[k for k in metrics if member(k)] for _, member in GROUPS]
+    groups = [[k for k in g if k not in sum(groups[:i], [])] for i, g in enumerate(groups)]  # each metric once
+    groups[-1] += [k for k in metrics if not any(k in g for g in groups)]  # names of no group: last panel
+    styles = ["-", "--", ":", "-."]
+    for ax, (label, _), keys in zip(flat[3:], GROUPS, groups):
+        for i, k in enumerate(keys):
+            ax.plot(epochs, [np.nan if r.get(f"select_{k}") is None else r[f"select_{k}"] for r in history],
+                    lw=1.3, ls=styles[i // 10 % 4], label=_short(k))
+        ax.set(ylabel=label, title=f"selection split: {label.split(' (')[0]}")
+        if keys:
+            ax.legend(fontsize=7, ncol=2, loc="lower right")
+    for ax in flat:
+        ax.axvline(best["epoch"], color="grey", ls="--", lw=1)  # the selected epoch, on every panel
+        ax.set_xlabel("epoch")
+    fig.suptitle(f"{title} (dashed line: selected epoch {best['epoch']})" if title else
+                 f"dashed line: selected epoch {best['epoch']}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(history: list[dict], path: str | Path, title: str = "", select_metrics: list[str] | None = None):
+    """Losses, throughput, the selection split's metrics and score per epoch, as a PNG beside the run's log."""
+    import matplotlib.pyplot as plt
+
     if not history:
         return
-    epochs = [r["epoch"] for r in history]
-    loss_keys = [k for k in history[0] if k.startswith("train_") and k != "train_loss"]
-    metric_keys = [k for k in history[0] if k.startswith("select_") and k != "select_score"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    ax = axes[0]
-    ax.plot(epochs, [r["train_loss"] for r in history], color="black", lw=2, label="total")
-    for k in loss_keys:
-        ax.plot(epochs, [r[k] for r in history], lw=1, label=k[len("train_"):])
-    ax.set(xlabel="epoch", ylabel="weighted loss", title="training losses", yscale="log")
-    ax.legend(fontsize=7, ncol=2)
-    ax = axes[1]
-    for k in metric_keys:
-        ax.plot(epochs, [r[k] for r in history], lw=1.2, label=k[len("select_"):])
-    ax.set(xlabel="epoch", ylabel="%", title="selection split metrics")
-    ax.legend(fontsize=7, ncol=2)
-    ax = axes[2]
-    ax.plot(epochs, [r["select_score"] for r in history], color="tab:red", lw=2)
-    best = max(history, key=lambda r: r["select_score"])
-    ax.axvline(best["epoch"], color="grey", ls="--", lw=1)
-    ax.set(xlabel="epoch", ylabel="score", title=f"selection score (best: epoch {best['epoch']})")
-    ax2 = ax.twinx()
-    ax2.plot(epochs, [r["lr"] for r in history], color="tab:blue", lw=1, alpha=0.6)
-    ax2.set_ylabel("learning rate", color="tab:blue")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig = curves_figure(history, title, select_metrics)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def prediction_figure(query: str, title: str, duration: float, clip_len: float, saliency, windows, top: int = 5,
+                      gt_windows=(), thumbnails=(), aspect: float = 1.0):
+    """Saliency per clip over time, the top windows as bars with their scores, the ground-truth windows (when
+    known) and thumbnails (when given); a visible note when the best score is below :data:`LOW_SCORE`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    windows = list(windows)[:top]
+    n_thumbs = len(thumbnails)
+    rows = [2.2, 0.25 * max(len(windows), 1) + 0.45] + ([1.7] if n_thumbs else [])
+    fig = plt.figure(figsize=(12, 2.2 + sum(rows)))
+    grid = fig.add_gridspec(len(rows), max(n_thumbs, 1), height_ratios=rows)
+    ax = fig.add_subplot(grid[0, :])
+    centres = (np.arange(len(saliency)) + 0.5) * clip_len
+    ax.plot(centres, saliency, color="black", lw=1.5, marker="o", ms=3, label="predicted saliency")
+    for i, (s, e) in enumerate(gt_windows):
+        ax.axvspan(s, e, color="tab:green", alpha=0.18, lw=0, label="ground truth" if i == 0 else None)
+    if windows:
+        ax.axvspan(windows[0][0], windows[0][1], ymax=0.12, color="tab:orange", alpha=0.8, lw=0, label="best window")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set(xlim=(0, duration), ylabel="saliency score per clip")
+    ax.set_title(f"\u201c{query}\u201d \u2014 {title}")
+    wax = fig.add_subplot(grid[1, :], sharex=ax)
+    for rank, (s, e, score) in enumerate(windows):
+        wax.barh(rank, e - s, left=s, height=0.6, color="tab:orange" if rank == 0 else "tab:grey",
+                 alpha=1.0 if rank == 0 else 0.6)
+        wax.text(e + duration * 0.005, rank, f"#{rank + 1}  {s:.1f}\u2013{e:.1f} s  (score {fmt_score(score)})",
+                 va="center", fontsize=8)
+    wax.set(ylim=(max(len(windows), 1) - 0.5, -0.5), yticks=[], xlabel="time in the video (s)",
+            ylabel=f"top {len(windows)}\nwindows")
+    best = windows[0][2] if windows else 0.0
+    if best < LOW_SCORE:
+        fig.text(0.5, 0.005, f"Best window score {fmt_score(best)} < {LOW_SCORE}: the model finds no moment matching "
+                 "this query; the windows shown are not meaningful.", ha="center", va="bottom", fontsize=10,
+                 color="darkred", weight="bold")
+    for i, img in enumerate(thumbnails):
+        tax = fig.add_subplot(grid[2, i])
+        tax.imshow(img, aspect=1.0 / aspect)
+        s, e, _ = windows[i]
+        tax.set_title(f"#{i + 1}: {s:.1f}\u2013{e:.1f} s", fontsize=9)
+        tax.axis("off")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def plot_submission(pred: dict, gt: dict | None, path: str | Path, clip_len: float) -> None:
+    """One line of a submission (and of its ground truth) as a figure, without thumbnails."""
+    import matplotlib.pyplot as plt
+
+    saliency = pred.get("pred_saliency_scores") or []
+    duration = float(gt["duration"]) if gt else max([len(saliency) * clip_len]
+                                                     + [w[1] for w in pred["pred_relevant_windows"]])
+    fig = prediction_figure(pred.get("query", ""), f"{pred['vid']} (qid {pred['qid']})", duration, clip_len,
+                            saliency, pred["pred_relevant_windows"], gt_windows=(gt or {}).get("relevant_windows", []))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def pick_examples(preds: list[dict], n: int) -> list[dict]:
+    """The first query of each of the first ``n`` videos, by video id (the same ones every run)."""
+    first: dict[str, dict] = {}
+    for p in preds:
+        first.setdefault(p["vid"], p)
+    return [first[v] for v in sorted(first)[:n]]
+
+
+def _read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sdst.plots", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("examples", help="one-video figures from a submission and its ground truth")
+    ex.add_argument("--pred", required=True, help="submission (JSON lines)")
+    ex.add_argument("--gt", default=None, help="its ground truth (JSON lines)")
+    ex.add_argument("--clip-len", type=float, required=True, help="seconds per saliency score")
+    ex.add_argument("--out", nargs="+", required=True, help="one PNG per example")
+    args = p.parse_args(argv)
+    preds = pick_examples(_read_jsonl(args.pred), len(args.out))
+    gts = {str(g["qid"]): g for g in _read_jsonl(args.gt)} if args.gt else {}
+    if len(preds) < len(args.out):
+        print(f"error: {args.pred}: {len(preds)} videos, {len(args.out)} figures asked for", file=sys.stderr)
+        return 2
+    for pred, out in zip(preds, args.out):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        plot_submission(pred, gts.get(str(pred["qid"])), out, args.clip_len)
+        print(f"{out}: qid {pred['qid']} on {pred['vid']}, best window score "
+              f"{fmt_score(pred['pred_relevant_windows'][0][2]) if pred['pred_relevant_windows'] else '-'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from sdst.cli import exits_on_bad_input
+from sdst.plots import fmt_score
 
 
 @dataclass
@@ -154,39 +155,13 @@ def _aspect(video: str) -> float:
 
 
 def plot(pred: Prediction, path: str | Path, top: int = 5) -> None:
-    """Saliency over time with the best window shaded, the top windows as bars below, thumbnails."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Saliency over time, the top windows with their scores, thumbnails of the best ones (sdst.plots)."""
     import matplotlib.pyplot as plt
 
-    n_thumbs = len(pred.thumbnails)
-    windows = pred.windows[:top]
-    fig = plt.figure(figsize=(12, 6.2))
-    grid = fig.add_gridspec(3, max(n_thumbs, 1), height_ratios=[2.2, 0.25 * max(len(windows), 1) + 0.3, 1.7])
-    ax = fig.add_subplot(grid[0, :])
-    centres = (np.arange(len(pred.saliency)) + 0.5) * pred.clip_len
-    ax.plot(centres, pred.saliency, color="black", lw=1.5, marker="o", ms=3)
-    if windows:
-        ax.axvspan(windows[0][0], windows[0][1], color="tab:orange", alpha=0.3, lw=0, label="best window")
-        ax.legend(loc="upper right", fontsize=8)
-    ax.set(xlim=(0, pred.duration), ylabel="saliency (cosine)")
-    ax.set_title(f"\u201c{pred.query}\u201d \u2014 {Path(pred.video).name}")
-    wax = fig.add_subplot(grid[1, :], sharex=ax)
-    for rank, (s, e, score) in enumerate(windows):
-        wax.barh(rank, e - s, left=s, height=0.6, color="tab:orange" if rank == 0 else "tab:grey",
-                 alpha=1.0 if rank == 0 else 0.6)
-        wax.text(e + pred.duration * 0.005, rank, f"#{rank + 1}  {s:.1f}\u2013{e:.1f} s  ({score:.2f})",
-                 va="center", fontsize=8)
-    wax.set(ylim=(len(windows) - 0.5, -0.5), yticks=[], xlabel="time (s)", ylabel="windows")
-    aspect = _aspect(pred.video)
-    for i, img in enumerate(pred.thumbnails):
-        tax = fig.add_subplot(grid[2, i])
-        tax.imshow(img, aspect=1.0 / aspect)
-        s, e, score = pred.windows[i]
-        tax.set_title(f"#{i + 1}: {s:.1f}\u2013{e:.1f} s", fontsize=9)
-        tax.axis("off")
-    fig.tight_layout()
+    from sdst.plots import prediction_figure
+
+    fig = prediction_figure(pred.query, Path(pred.video).name, pred.duration, pred.clip_len, pred.saliency,
+                            pred.windows, top=top, thumbnails=pred.thumbnails, aspect=_aspect(pred.video))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -215,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     plot(pred, out / f"{stem}.png")
     best = pred.windows[0] if pred.windows else None
     print(f"{stem}: {len(pred.saliency)} clips; best window "
-          + (f"{best[0]:.1f}-{best[1]:.1f} s (score {best[2]:.3f})" if best else "none")
+          + (f"{best[0]:.1f}-{best[1]:.1f} s (score {fmt_score(best[2])})" if best else "none")
           + f" -> {out / stem}.json, {out / stem}.png")
     return 0
 

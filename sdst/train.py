@@ -249,7 +249,8 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
                                 "metrics": best.get("metrics"), "code": version})
     from sdst.plots import plot_curves
 
-    plot_curves(history, out_dir / "curves.png", title=f"{run['model']['name']} on {data['name']}, seed {seed}")
+    plot_curves(history, out_dir / "curves.png", title=f"{run['model']['name']} on {data['name']}, seed {seed}",
+                select_metrics=t["select_metrics"])
     summary = {"best_epoch": best["epoch"], "best_select_score": best["score"], "select_metrics": best.get("metrics"),
                "epochs": t["epochs"], "parameters": model.num_params(),
                "mean_it_per_s": float(np.mean([r["it_per_s"] for r in history])) if history else None,

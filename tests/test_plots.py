@@ -1,0 +1,85 @@
+"""Figures: training curves label every axis and mark the selected epoch with 14 metrics; the one-video figure
+shows small scores with their digits and says when they are too low to mean anything."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.image as mpimg
+import numpy as np
+
+from sdst.plots import LOW_SCORE, curves_figure, fmt_score, main, pick_examples, prediction_figure
+
+METRICS = ["MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-full-mAP@0.5", "MR-full-mAP@0.75", "MR-long-mAP",
+           "MR-middle-mAP", "MR-short-mAP", "HL-min-Fair-mAP", "HL-min-Fair-Hit1", "HL-min-Good-mAP",
+           "HL-min-Good-Hit1", "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1"]
+
+
+def _history(epochs=6):
+    rng = np.random.default_rng(0)
+    rows = []
+    for e in range(1, epochs + 1):
+        row = {"epoch": e, "lr": 1e-4, "it_per_s": 3.0, "train_loss": 3.0 / e, "train_cls": 1.0 / e, "train_l1": 0.5}
+        row.update({f"select_{m}": float(rng.uniform(10, 90)) for m in METRICS})
+        row["select_MR-long-mAP"] = None  # no long moments in the split
+        row["select_score"] = row["select_MR-full-mAP"] + row["select_HL-min-VeryGood-mAP"]
+        rows.append(row)
+    return rows
+
+
+def test_curves_label_every_axis_mark_the_selected_epoch_and_show_all_14_metrics():
+    import matplotlib.pyplot as plt
+
+    history = _history()
+    best = max(history, key=lambda r: r["select_score"])["epoch"]
+    fig = curves_figure(history, "sdst on demo, seed 0", ["MR-full-mAP", "HL-min-VeryGood-mAP"])
+    axes = fig.axes
+    for ax in axes:
+        assert ax.get_ylabel(), ax.get_title()
+        if ax.get_xlabel() or ax.get_title():  # the learning-rate twin shares the x axis of its panel
+            assert ax.get_xlabel() == "epoch" and ax.get_title()
+            marks = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--" and list(ln.get_xdata()) == [best, best]]
+            assert len(marks) == 1, ax.get_title()
+    assert any(ax.get_ylabel() == "selection score = mAP + VeryGood-mAP (%)" for ax in axes)
+    shown = {t.get_text() for ax in axes if ax.get_legend() for t in ax.get_legend().get_texts()}
+    assert {m.replace("MR-full-", "").replace("HL-min-", "") for m in METRICS} <= shown
+    assert f"selected epoch {best}" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_small_scores_keep_their_digits_and_low_scores_are_called_out():
+    import matplotlib.pyplot as plt
+
+    assert fmt_score(2e-06) == "2.0e-06" and fmt_score(0.047) == "0.047" and fmt_score(0.83) == "0.83"
+
+    def texts(fig):
+        return " ".join(t.get_text() for t in fig.texts + [t for ax in fig.axes for t in ax.texts])
+
+    sal = np.linspace(0, 1, 15)
+    low = prediction_figure("a dog", "v", 30.0, 2.0, sal, [[4.0, 10.0, 2e-06], [0.0, 2.0, 1e-06]])
+    assert "score 2.0e-06" in texts(low) and "not meaningful" in texts(low) and str(LOW_SCORE) in texts(low)
+    sure = prediction_figure("a dog", "v", 30.0, 2.0, sal, [[4.0, 10.0, 0.62]])
+    assert "score 0.62" in texts(sure) and "not meaningful" not in texts(sure)
+    for fig in (low, sure):
+        for ax in fig.axes:
+            assert ax.get_ylabel()
+        plt.close(fig)
+
+
+def test_examples_cli_draws_the_first_query_of_the_first_videos_with_ground_truth(tmp_path):
+    preds, gts = [], []
+    for qid, vid in ((5, "b"), (3, "a"), (4, "a"), (9, "c")):
+        preds.append({"qid": qid, "query": f"q{qid}", "vid": vid, "pred_relevant_windows": [[2.0, 6.0, 0.7]],
+                      "pred_saliency_scores": [0.1] * 10})
+        gts.append({"qid": qid, "query": f"q{qid}", "vid": vid, "duration": 20.0, "relevant_windows": [[4.0, 8.0]]})
+    assert [p["qid"] for p in pick_examples(preds, 2)] == [3, 5]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    (tmp_path / "g.jsonl").write_text("".join(json.dumps(g) + "\n" for g in gts))
+    outs = [str(tmp_path / f"{i}.png") for i in range(3)]
+    assert main(["examples", "--pred", str(tmp_path / "p.jsonl"), "--gt", str(tmp_path / "g.jsonl"),
+                 "--clip-len", "2", "--out", *outs]) == 0
+    for out in outs:
+        img = mpimg.imread(out)
+        assert img.shape[0] > 300 and img.shape[1] > 800
+    assert main(["examples", "--pred", str(tmp_path / "p.jsonl"), "--clip-len", "2",
+                 "--out", *[str(tmp_path / f"x{i}.png") for i in range(4)]]) == 2  # 3 videos only
