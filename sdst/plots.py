@@ -82,9 +82,12 @@ def curves_figure(history: list[dict], title: str = "", select_metrics: list[str
         ax.set(ylabel=label, title=f"selection split: {label.split(' (')[0]}")
         if keys:
             ax.legend(fontsize=7, ncol=2, loc="lower right")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in flat:
         ax.axvline(best["epoch"], color="grey", ls="--", lw=1)  # the selected epoch, on every panel
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"{title} (dashed line: selected epoch {best['epoch']})" if title else
                  f"dashed line: selected epoch {best['epoch']}")
     fig.tight_layout()

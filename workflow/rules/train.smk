@@ -20,7 +20,8 @@ rule train:
             caption="../report/curves.rst",
             category="Training curves",
             subcategory="{dataset}",
-            labels={"model": "{model}", "seed": "{seed}"},
+            # one label: Snakemake shows a label after the first one with exactly two values as a toggle
+            labels={"run": "{model}, seed {seed}"},
         ),
         summary="results/{dataset}/{model}/seed{seed}/train_summary.json",
     params:
@@ -211,7 +212,7 @@ rule examples:
                 caption="../report/example.rst",
                 category="Predictions",
                 subcategory="{dataset}",
-                labels={"model": "{model}", "example": str(i)},
+                labels={"figure": f"{{model}}, example {i + 1}"},
             )
             for i in range(n_examples())
         ],
