@@ -34,7 +34,6 @@ wildcard_constraints:
     folder="|".join(sorted(config["significance"]["reports"])),
 
 
-
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/significance.smk"

@@ -89,7 +89,8 @@ def check_hash(wc):
     if wc.xhash != xhash(wc.dataset):
         raise ValueError(
             f"{CACHE}/{wc.dataset}/{wc.xhash}: not the current extraction configuration of '{wc.dataset}' "
-            f"(that is {xhash(wc.dataset)})")
+            f"(that is {xhash(wc.dataset)})"
+        )
     return []
 
 
@@ -133,8 +134,10 @@ def folder(name):
     try:
         return config["folders"][name]
     except KeyError:
-        raise ValueError(f"features/{name}: no folder '{name}' in config.yaml folders "
-                         f"(configured: {sorted(config.get('folders', {}))})") from None
+        raise ValueError(
+            f"features/{name}: no folder '{name}' in config.yaml folders "
+            f"(configured: {sorted(config.get('folders', {}))})"
+        ) from None
 
 
 # --- stage 2 -------------------------------------------------------------------------------------
@@ -159,6 +162,7 @@ def run_config(wc):
 
 def train_runtime(key):
     """A runtime setting of the run (device, workers, ...) as a resource: no re-run when it changes."""
+
     def get(wc):
         value = resolve_run(config, wc.dataset, wc.model, int(wc.seed))["train"][key]
         return int(value) if isinstance(value, bool) else value
@@ -178,8 +182,10 @@ def run_dirs(wc):
 def report_entry(folder):
     reports = config["significance"]["reports"]
     if folder not in reports:
-        raise ValueError(f"{folder}/report.md: no such report in config.yaml significance.reports "
-                         f"(configured: {sorted(reports)})")
+        raise ValueError(
+            f"{folder}/report.md: no such report in config.yaml significance.reports "
+            f"(configured: {sorted(reports)})"
+        )
     return reports[folder]
 
 

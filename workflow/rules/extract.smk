@@ -1,5 +1,6 @@
 # Stage 1: demo data (generated datasets only), feature store creation, shard extraction, summary.
 
+
 # Seconds of work that need no cluster allocation: on SLURM they run on the submitting node (a local run runs
 # everything locally anyway).
 localrules:
@@ -18,18 +19,18 @@ for _name, _ds in config["datasets"].items():
         output:
             annotations=[_ds["annotations"][s] for s in sorted(_ds["annotations"])],
             videos=directory(_ds["videos"]),
-        params:
-            code=code("extract/demo.py"),
-            spec=canonical_json(_ds["generate"]),
-            out=lambda wc, output: str(Path(output.videos).parent),
         log:
             f"logs/demo_data/{_name}.log",
+        conda:
+            "../../envs/extract.yaml"
         threads: 2
         resources:
             mem_mb=SMALL_MEM_MB,
             runtime=TINY_MIN,
-        conda:
-            "../../envs/extract.yaml"
+        params:
+            code=code("extract/demo.py"),
+            spec=canonical_json(_ds["generate"]),
+            out=lambda wc, output: str(Path(output.videos).parent),
         shell:
             "python -m extract demo-data --out {params.out} --spec {params.spec:q} --workers {threads} > {log} 2>&1"
 
@@ -41,17 +42,17 @@ rule init_store:
         dataset_checks,
     output:
         f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
-    params:
-        code=code("extract/cache.py", "extract/config.py", "extract/shard.py", "extract/__init__.py"),
-        identity=lambda wc: canonical_json(identity(wc.dataset)),
-        store=lambda wc, output: str(Path(output[0]).parent / "features.zarr"),
-    resources:
-        mem_mb=SMALL_MEM_MB,
-        runtime=SMALL_MIN,
     log:
         f"logs/extract/{{dataset}}/{{xhash}}/init_store.log",
     conda:
         "../../envs/extract.yaml"
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
+    params:
+        code=code("extract/cache.py", "extract/config.py", "extract/shard.py", "extract/__init__.py"),
+        identity=lambda wc: canonical_json(identity(wc.dataset)),
+        store=lambda wc, output: str(Path(output[0]).parent / "features.zarr"),
     shell:
         "python -m extract init-store --store {params.store} --identity {params.identity:q} --out {output} > {log} 2>&1"
 
@@ -65,12 +66,10 @@ rule extract_shard:
         videos=lambda wc: dataset(wc.dataset)["videos"],
     output:
         f"{CACHE}/{{dataset}}/{{xhash}}/shards/{{shard}}-of-{{nshards}}.json",
-    params:
-        code=code("extract", "sdst/annotations.py"),
-        checkpoint=lambda wc: (
-            f"--checkpoint {dataset(wc.dataset)['checkpoint']}" if dataset(wc.dataset).get("checkpoint") else ""
-        ),
-        exts=lambda wc: ",".join(dataset(wc.dataset).get("video_exts", [".mp4", ".mkv", ".webm", ".avi", ".mov"])),
+    log:
+        f"logs/extract/{{dataset}}/{{xhash}}/shard{{shard}}-of-{{nshards}}.log",
+    conda:
+        "../../envs/extract.yaml"
     # the decode processes and the torch threads; extract.run settings are resources, not params: changing how
     # the work runs re-runs nothing
     threads: extract_threads()
@@ -83,10 +82,12 @@ rule extract_shard:
         batch_clips=RUN["batch_clips"],
         decode_timeout_s=RUN["decode_timeout_s"],
         device=RUN["device"],
-    log:
-        f"logs/extract/{{dataset}}/{{xhash}}/shard{{shard}}-of-{{nshards}}.log",
-    conda:
-        "../../envs/extract.yaml"
+    params:
+        code=code("extract", "sdst/annotations.py"),
+        checkpoint=lambda wc: (
+            f"--checkpoint {dataset(wc.dataset)['checkpoint']}" if dataset(wc.dataset).get("checkpoint") else ""
+        ),
+        exts=lambda wc: ",".join(dataset(wc.dataset).get("video_exts", [".mp4", ".mkv", ".webm", ".avi", ".mov"])),
     shell:
         "python -m extract shard --store-json {input.store} --annotations {input.annotations} "
         "--videos {input.videos} {params.checkpoint} --shard {wildcards.shard} --n-shards {wildcards.nshards} "
@@ -102,13 +103,13 @@ rule extract_summary:
         shards=lambda wc: shard_reports(wc.dataset),
     output:
         f"{CACHE}/{{dataset}}/{{xhash}}/summary.json",
-    resources:
-        mem_mb=SMALL_MEM_MB,
-        runtime=SMALL_MIN,
     log:
         f"logs/extract/{{dataset}}/{{xhash}}/summary.log",
     conda:
         "../../envs/extract.yaml"
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
     shell:
         "python -m extract summary --store-json {input.store} --shards {input.shards} --out {output} > {log} 2>&1"
 
@@ -119,13 +120,13 @@ rule extraction_report:
         lambda wc: f"{xdir(wc.dataset)}/summary.json",
     output:
         "results/{dataset}/extraction.json",
-    resources:
-        mem_mb=SMALL_MEM_MB,
-        runtime=SMALL_MIN,
     log:
         "logs/extract/{dataset}/extraction_report.log",
     conda:
         "../../envs/extract.yaml"
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -138,16 +139,10 @@ rule extract_folder:
         queries=lambda wc: folder(wc.name).get("queries") or [],
     output:
         "features/{name}/summary.json",
-    params:
-        code=code("extract", "sdst/cli.py"),
-        out=lambda wc, output: str(Path(output[0]).parent),
-        queries=lambda wc, input: f"--queries {input.queries}" if input.queries else "",
-        checkpoint=lambda wc: (
-            f"--checkpoint {folder(wc.name)['checkpoint']}" if folder(wc.name).get("checkpoint") else ""
-        ),
-        backbone=lambda wc: folder(wc.name)["backbone"],
-        clip_len=lambda wc: folder(wc.name).get("clip_len", 2.0),
-        settings=canonical_json({k: config["extract"][k] for k in FEATURE_KEYS}),
+    log:
+        "logs/extract_folder/{name}.log",
+    conda:
+        "../../envs/extract.yaml"
     threads: extract_threads()
     resources:
         gpu=gpus(RUN["device"]),
@@ -158,10 +153,16 @@ rule extract_folder:
         batch_clips=RUN["batch_clips"],
         decode_timeout_s=RUN["decode_timeout_s"],
         device=RUN["device"],
-    log:
-        "logs/extract_folder/{name}.log",
-    conda:
-        "../../envs/extract.yaml"
+    params:
+        code=code("extract", "sdst/cli.py"),
+        out=lambda wc, output: str(Path(output[0]).parent),
+        queries=lambda wc, input: f"--queries {input.queries}" if input.queries else "",
+        checkpoint=lambda wc: (
+            f"--checkpoint {folder(wc.name)['checkpoint']}" if folder(wc.name).get("checkpoint") else ""
+        ),
+        backbone=lambda wc: folder(wc.name)["backbone"],
+        clip_len=lambda wc: folder(wc.name).get("clip_len", 2.0),
+        settings=canonical_json({k: config["extract"][k] for k in FEATURE_KEYS}),
     shell:
         "python -m extract videos --videos {input.videos} --out {params.out} {params.queries} "
         "--backbone {params.backbone} {params.checkpoint} --clip-len {params.clip_len} --settings {params.settings:q} "

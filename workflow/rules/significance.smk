@@ -23,15 +23,15 @@ rule significance_report:
             category="Significance",
             labels={"report": "{folder}", "figure": "critical-difference diagram"},
         ),
-    params:
-        code=code("sdst/report.py", "sdst/stats.py"),
-        spec=lambda wc: report_spec(wc.folder),
-    resources:
-        mem_mb=SMALL_MEM_MB,
-        runtime=SMALL_MIN,
     log:
         "logs/significance/{folder}.log",
     conda:
         "../../envs/sdst.yaml"
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
+    params:
+        code=code("sdst/report.py", "sdst/stats.py"),
+        spec=lambda wc: report_spec(wc.folder),
     shell:
         "python -m sdst.report --metrics {input.metrics} --out {output.report} {params.spec} > {log} 2>&1"

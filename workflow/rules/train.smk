@@ -1,5 +1,6 @@
 # Stage 2: train -> predict -> evaluate per dataset x model x seed, then aggregate over seeds.
 
+
 # Merging JSON files and copying one: on SLURM they run on the submitting node, without a job of their own.
 localrules:
     aggregate_model,
@@ -24,10 +25,10 @@ rule train:
             labels={"run": "{model}, seed {seed}"},
         ),
         summary="results/{dataset}/{model}/seed{seed}/train_summary.json",
-    params:
-        code=train_code,
-        run=run_config,
-        out=lambda wc, output: str(Path(output.best).parent),
+    log:
+        "results/{dataset}/{model}/seed{seed}/train.log",
+    conda:
+        "../../envs/sdst.yaml"
     threads: train_threads
     resources:
         gpu=lambda wc: gpus(train_runtime("device")(wc)),
@@ -38,10 +39,10 @@ rule train:
         num_workers=train_runtime("num_workers"),
         eval_batch_size=train_runtime("eval_batch_size"),
         preload=train_runtime("preload"),
-    log:
-        "results/{dataset}/{model}/seed{seed}/train.log",
-    conda:
-        "../../envs/sdst.yaml"
+    params:
+        code=train_code,
+        run=run_config,
+        out=lambda wc, output: str(Path(output.best).parent),
     shell:
         "python -m sdst.train --run {params.run:q} --features {input.features} --out {params.out} "
         "--device {resources.device} --threads {resources.torch_threads} --num-workers {resources.num_workers} "
@@ -57,18 +58,18 @@ rule predict:
         pred="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl",
         gt="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.gt.jsonl",
         info="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.info.json",
-    params:
-        code=code("sdst/infer.py", "sdst/postprocess.py", "sdst/data.py", "sdst/checkpoint.py"),
+    log:
+        "results/{dataset}/{model}/seed{seed}/predict_{split}.log",
+    conda:
+        "../../envs/sdst.yaml"
     threads: max(config["train"]["threads"], 1)
     resources:
         gpu=gpus(config["train"]["device"]),
         mem_mb=job_mem_mb("predict"),
         runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 60,
         device=config["train"]["device"],
-    log:
-        "results/{dataset}/{model}/seed{seed}/predict_{split}.log",
-    conda:
-        "../../envs/sdst.yaml"
+    params:
+        code=code("sdst/infer.py", "sdst/postprocess.py", "sdst/data.py", "sdst/checkpoint.py"),
     shell:
         "python -m sdst.infer --checkpoint {input.ckpt} --features {input.features} --split {wildcards.split} "
         "--device {resources.device} --out {output.pred} > {log} 2>&1"
@@ -80,16 +81,16 @@ rule evaluate_run:
         gt="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.gt.jsonl",
     output:
         "results/{dataset}/{model}/seed{seed}/metrics_{split}.json",
-    params:
-        code=code("sdst/evaluate.py", "sdst/annotations.py"),
-        kind=lambda wc: eval_type(wc.dataset),
-    resources:
-        mem_mb=SMALL_MEM_MB,
-        runtime=SMALL_MIN,
     log:
         "results/{dataset}/{model}/seed{seed}/evaluate_{split}.log",
     conda:
         "../../envs/sdst.yaml"
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
+    params:
+        code=code("sdst/evaluate.py", "sdst/annotations.py"),
+        kind=lambda wc: eval_type(wc.dataset),
     shell:
         "python -m sdst.evaluate --submission {input.pred} --gt {input.gt} --out {output} "
         "--dataset-type {params.kind} > {log} 2>&1"
@@ -102,17 +103,17 @@ rule random_baseline:
     output:
         pred="results/{dataset}/random_baseline/predictions.jsonl",
         metrics="results/{dataset}/random_baseline/metrics.json",
-    params:
-        code=code("sdst/baseline.py", "sdst/evaluate.py", "sdst/annotations.py"),
-        kind=lambda wc: eval_type(wc.dataset),
-        clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
-    resources:
-        mem_mb=SMALL_MEM_MB,
-        runtime=SMALL_MIN,
     log:
         "results/{dataset}/random_baseline/baseline.log",
     conda:
         "../../envs/sdst.yaml"
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
+    params:
+        code=code("sdst/baseline.py", "sdst/evaluate.py", "sdst/annotations.py"),
+        kind=lambda wc: eval_type(wc.dataset),
+        clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
     shell:
         "(python -m sdst.baseline --gt {input.gt} --out {output.pred} --clip-len {params.clip_len} && "
         "python -m sdst.evaluate --submission {output.pred} --gt {input.gt} --out {output.metrics} "
@@ -128,17 +129,17 @@ rule aggregate_model:
         extraction="results/{dataset}/extraction.json",
     output:
         "results/{dataset}/{model}/metrics.json",
-    params:
-        code=code("sdst/aggregate.py"),
-        runs=run_dirs,
-        splits=lambda wc: report_splits(wc.dataset),
-    resources:
-        mem_mb=SMALL_MEM_MB,
-        runtime=SMALL_MIN,
     log:
         "logs/aggregate/{dataset}/{model}.log",
     conda:
         "../../envs/sdst.yaml"
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
+    params:
+        code=code("sdst/aggregate.py"),
+        runs=run_dirs,
+        splits=lambda wc: report_splits(wc.dataset),
     shell:
         "python -m sdst.aggregate --dataset {wildcards.dataset} --model {wildcards.model} --runs {params.runs} "
         "--splits {params.splits} --baseline {input.baseline} --extraction {input.extraction} --out {output} "
@@ -151,13 +152,13 @@ rule dataset_metrics:
         lambda wc: f"results/{wc.dataset}/{config['model']['default']}/metrics.json",
     output:
         "results/{dataset}/metrics.json",
-    resources:
-        mem_mb=SMALL_MEM_MB,
-        runtime=SMALL_MIN,
     log:
         "logs/aggregate/{dataset}/default.log",
     conda:
         "../../envs/sdst.yaml"
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -186,15 +187,15 @@ rule dataset_summary:
             subcategory="{dataset}",
             labels={"table": "extraction summary"},
         ),
-    params:
-        code=code("sdst/summary.py", "sdst/html.py", "sdst/report.py"),
-    resources:
-        mem_mb=SMALL_MEM_MB,
-        runtime=SMALL_MIN,
     log:
         "logs/summary/{dataset}.log",
     conda:
         "../../envs/sdst.yaml"
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
+    params:
+        code=code("sdst/summary.py", "sdst/html.py", "sdst/report.py"),
     shell:
         "python -m sdst.summary --dataset {wildcards.dataset} --metrics {input.metrics} "
         "--extraction {input.extraction} --out {output.md} > {log} 2>&1"
@@ -216,16 +217,16 @@ rule examples:
             )
             for i in range(n_examples())
         ],
-    params:
-        code=code("sdst/plots.py", "sdst/predict.py"),
-        clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
-    resources:
-        mem_mb=SMALL_MEM_MB,
-        runtime=SMALL_MIN,
     log:
         "logs/examples/{dataset}/{model}.log",
     conda:
         "../../envs/sdst.yaml"
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
+    params:
+        code=code("sdst/plots.py", "sdst/predict.py"),
+        clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
     shell:
         "python -m sdst.plots examples --pred {input.pred} --gt {input.gt} --clip-len {params.clip_len} "
         "--out {output} > {log} 2>&1"

@@ -1,0 +1,78 @@
+"""config/README.md from the descriptions in workflow/schemas/config.schema.yaml, so the two cannot drift:
+
+    python workflow/scripts/config_docs.py > config/README.md
+
+tests/test_conventions.py regenerates it and compares with the committed file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _resolve(node: dict, defs: dict) -> dict:
+    """A node with its $ref merged in (the node's own keys win: a description beside a $ref)."""
+    if "$ref" in node:
+        return {**defs[node["$ref"].split("/")[-1]], **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _type(node: dict, defs: dict) -> str:
+    node = _resolve(node, defs)
+    if "enum" in node:
+        return " \\| ".join(f"`{v}`" for v in node["enum"])
+    if "oneOf" in node:
+        return " or ".join(_type(n, defs) for n in node["oneOf"])
+    t = node.get("type", "")
+    t = " or ".join(t) if isinstance(t, list) else t
+    items = _resolve(node["items"], defs) if isinstance(node.get("items"), dict) else {}
+    if t == "array" and items.get("type"):
+        t = f"array of {items['type']}"
+    bounds = [f"≥ {node['minimum']}" if "minimum" in node else "", f"> {node['exclusiveMinimum']}"
+              if "exclusiveMinimum" in node else "", f"≤ {node['maximum']}" if "maximum" in node else "",
+              f"< {node['exclusiveMaximum']}" if "exclusiveMaximum" in node else ""]
+    return ", ".join([t] + [b for b in bounds if b]) if t else ", ".join(b for b in bounds if b)
+
+
+def rows(node: dict, path: str, defs: dict, required=()):
+    """(key, type, default, description) of every property below ``node``, depth first."""
+    for key, child in node.get("properties", {}).items():
+        child = _resolve(child, defs)
+        dotted = f"{path}.{key}" if path else key
+        default = f"`{json.dumps(child['default'])}`" if "default" in child else ("required" if key in required else "")
+        yield dotted, _type(child, defs), default, " ".join(str(child.get("description", "")).split())
+        yield from rows(child, dotted, defs, child.get("required", ()))
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict) and (extra.get("properties") or extra.get("description")):
+        extra = _resolve(extra, defs)
+        if extra.get("properties"):
+            yield from rows(extra, f"{path}.<name>", defs, extra.get("required", ()))
+
+
+def render() -> str:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    defs = schema.get("$defs", {})
+    lines = ["# Configuration", "",
+             "<!-- generated from workflow/schemas/config.schema.yaml by "
+             "`python workflow/scripts/config_docs.py > config/README.md`; edit the schema, not this file -->", "",
+             "The workflow reads `config.yaml` at the project root (`snakemake --configfile FILE` for another one). "
+             + " ".join(str(schema.get("description", "")).split()), "",
+             "`<name>` stands for a key you choose (a dataset, a variant, a report folder). Required keys without a "
+             "default must be set; the values of `model.variants`, `model.datasets`, `train` and `train.datasets` "
+             "are checked against their dataclasses when the workflow loads (sdst/config.py).", "",
+             "| key | type | default | description |", "|---|---|---|---|"]
+    for key, typ, default, desc in rows(schema, "", defs, schema.get("required", ())):
+        desc = desc.replace("|", "/").replace("<", "&lt;").replace(">", "&gt;")  # a table cell, not HTML
+        lines.append(f"| `{key}` | {typ} | {default} | {desc} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
