@@ -72,6 +72,10 @@ def test_video_files_load_like_moment_detr_and_cover_the_video(exported):
         # count and scaled back by the duration land on the clips they were predicted on
         ctx_l, duration = len(v), feats.duration(vid)
         assert abs(ctx_l * info["clip_len"] - duration) <= info["clip_len"] / 2 + 1e-6
+        # a span predicted on clips [a, b), normalised by ctx_l and scaled back by the duration (their inference),
+        # lands within half a clip of a * clip_len seconds
+        for a in range(ctx_l + 1):
+            assert abs(a / ctx_l * duration - a * info["clip_len"]) <= info["clip_len"] / 2 + 1e-6
         # the clip a loader assigns to a second t (int(t / clip_len), at most ctx_l - 1) is the cached clip whose
         # span holds t; past the last clip only a remainder shorter than half a clip, which has no clip of its own
         times = feats.clip_times(vid)
@@ -99,6 +103,19 @@ def test_query_files_hold_tokens_and_cls(exported):
         np.testing.assert_allclose(q, l2_rows(feats.query(qid, layer=-1)), rtol=1e-6)
         pooled = load_query(out / "last" / "text", qid, kind="pooler_output")
         np.testing.assert_allclose(pooled, q[0], rtol=1e-6)  # the [CLS] row
+
+
+def test_lighthouse_and_tacos_layouts(folder_run, tmp_path):
+    """lighthouse reads features/<dataset>/<feature>/{vid}.npz and features/<dataset>/clip_text/qid{qid}.npz
+    (training/config.py); QD-DETR and CG-DETR read TACoS queries as {qid}.npz."""
+    base, _, _ = folder_run
+    feats = open_features(base / "out")
+    root = tmp_path / "features" / "qvhighlight"
+    info, _ = export(base / "out", root, "--video-dir", "clip", "--text-dir", "clip_text")
+    assert info["v_feat_dir"] == str(root / "clip") and sorted(p.stem for p in (root / "clip").iterdir()) == feats.videos
+    assert load_query(root / "clip_text", "3").shape[1] == 384
+    export(base / "out", tmp_path / "tacos", "--text-prefix", "")
+    assert sorted(p.name for p in (tmp_path / "tacos" / "text").iterdir()) == ["1.npz", "3.npz"]
 
 
 def test_mean_and_concat_layers(folder_run, tmp_path):
