@@ -17,9 +17,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The main job on the embedded demo dataset: generate it, extract features, train/evaluate SDST (3 seeds).
+# The main job on the embedded demo dataset: generate it, extract features, train/evaluate SDST (3 seeds),
+# the summary pages and example figures (rule all), then the HTML report of all of it.
 demo: install
-	snakemake --cores $(CORES) results/demo/metrics.json
+	snakemake --cores $(CORES)
+	snakemake --report results/demo/report.html
 	@python -c "import json; m = json.load(open('results/demo/metrics.json'))['metrics']; \
 	print('\n'.join(f'{k:24s} {v[\"mean\"]:6.2f} ± {v[\"std\"]:.2f}' for k, v in m.items() if not k.startswith('_') and v['mean'] is not None))"
 

@@ -36,6 +36,10 @@ def test_report_tables_statistics_and_reproducible_scores(tmp_path):
     # a strict ordering in all 8 blocks: ranks 1, 2, 3
     assert result["friedman"]["n_blocks"] == 8 and result["mean_rank"] == {"a": 1.0, "b": 2.0, "c": 3.0}
     assert (out.parent / "cd_diagram.png").stat().st_size > 5_000
+    # the page Snakemake's report shows: the same tables, the diagram embedded
+    page = (out.parent / "report.html").read_text()
+    assert '<td class="num" data-row="a" data-col="parameters">7.00 M</td>' in page
+    assert '<img alt="critical-difference diagram" src="data:image/png;base64,' in page
     # the statistics are reproducible from the scores file with the standalone CLI
     cli = subprocess.run([sys.executable, "-m", "sdst.stats", "--scores", str(out.parent / "scores.csv"), "--out",
                           str(tmp_path / "cli.json")], cwd=ROOT, capture_output=True, text=True)
@@ -53,3 +57,11 @@ def test_missing_metric_drops_its_block_and_is_reported(tmp_path):
     result = build(paths, tmp_path / "r" / "report.md", SETS)
     assert result["dropped_blocks"]["count"] == 1
     assert "dropped blocks with a missing value: 1" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_a_report_without_statistics_still_has_its_diagram_file(tmp_path):
+    """One model cannot be ranked: the report says why, and cd_diagram.png (a workflow output) says so too."""
+    paths = [_metrics(tmp_path, "a", "d", 70.0)]
+    assert build(paths, tmp_path / "r" / "report.md", SETS) is None
+    assert "Not computed:" in (tmp_path / "r" / "report.md").read_text()
+    assert (tmp_path / "r" / "cd_diagram.png").stat().st_size > 1_000
