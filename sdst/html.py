@@ -15,7 +15,8 @@ import re
 from pathlib import Path
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
-table{border-collapse:collapse;margin:.5em 0 1.2em}th,td{border:1px solid #ccc;padding:.25em .6em}
+div.scroll{overflow-x:auto}table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.2em .45em}
 th{background:#f1f1f1}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 code{background:#f4f4f4;padding:0 .2em}img{max-width:100%}h1{font-size:1.5em}h2{font-size:1.2em}"""
 
@@ -51,7 +52,7 @@ def _cells(line: str) -> list[str]:
 def _table(lines: list[str], base: Path | None) -> str:
     header, align, body = _cells(lines[0]), _cells(lines[1]), [_cells(x) for x in lines[2:]]
     numeric = [a.endswith(":") for a in align]
-    out = ["<table>", "<tr>" + "".join(f"<th>{_inline(h, base)}</th>" for h in header) + "</tr>"]
+    out = ['<div class="scroll"><table>', "<tr>" + "".join(f"<th>{_inline(h, base)}</th>" for h in header) + "</tr>"]
     for row in body:
         cells = []
         for j, cell in enumerate(row):
@@ -59,7 +60,7 @@ def _table(lines: list[str], base: Path | None) -> str:
             cls = ' class="num"' if j < len(numeric) and numeric[j] else ""
             cells.append(f"<td{cls}{attrs}>{_inline(cell, base)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table>")
+    out.append("</table></div>")  # wide tables scroll inside the report's frame instead of being cut
     return "\n".join(out)
 
 
