@@ -302,6 +302,9 @@ def _worker(tasks: mp.Queue, results: mp.Queue, worker_id: int, spec: DecodeSpec
         import torch
 
         torch.set_num_threads(1)  # one core per decode worker, like decord's num_threads=1
+    import decord  # noqa: F401 - imported before "ready", so that a video's clock does not count the start-up
+
+    results.put((worker_id, None, "ready", os.getpid()))
     while True:
         task = tasks.get()
         if task is None:
@@ -316,6 +319,9 @@ def _worker(tasks: mp.Queue, results: mp.Queue, worker_id: int, spec: DecodeSpec
             results.put((worker_id, key, "error", f"{type(err).__name__}: {_short(err)}"))
 
 
+STARTUP_S = 120.0  # seconds a decode process may take to start, on top of the per-video timeout
+
+
 @dataclass
 class _Slot:
     proc: mp.Process
@@ -323,6 +329,7 @@ class _Slot:
     key: str | None = None
     path: str | None = None
     last_progress: float = 0.0
+    ready: bool = False  # the process has started (imports done); until then a video's timeout does not run
 
 
 class DecodePool:
@@ -373,6 +380,10 @@ class DecodePool:
                     yield from self._check_stuck()
                     continue
                 slot = self.slots[worker_id]
+                if kind == "ready":
+                    if payload == slot.proc.pid:  # not the late word of a process already replaced
+                        slot.ready, slot.last_progress = True, time.monotonic()
+                    continue
                 if slot.key != key:  # late message from a worker we already gave up on
                     continue
                 slot.last_progress = time.monotonic()
@@ -390,7 +401,9 @@ class DecodePool:
             if slot.key is None:
                 continue
             dead = not slot.proc.is_alive()
-            if dead or now - slot.last_progress > self.timeout_s:
+            # a process still starting (spawn, imports; slow on a loaded machine) gets STARTUP_S more
+            limit = self.timeout_s if slot.ready else self.timeout_s + STARTUP_S
+            if dead or now - slot.last_progress > limit:
                 key = slot.key
                 reason = (f"decoder process died (exit code {slot.proc.exitcode})" if dead
                           else f"timeout: no progress for {self.timeout_s:g} s")
