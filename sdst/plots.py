@@ -21,10 +21,11 @@ import numpy as np
 # instead of drawing windows that look like an answer (seen on real footage with the demo model: 2e-06).
 LOW_SCORE = 0.05
 
-# metric groups of the selection split's panels (QVHighlights names; Charades-STA/TACoS ones fall in "other")
-GROUPS = (("moment retrieval: recall (%)", lambda k: "R1@" in k or "mIoU" in k),
-          ("moment retrieval: mAP (%)", lambda k: "mAP" in k and k.startswith("MR")),
-          ("highlight detection (%)", lambda k: k.startswith("HL")))
+# metric groups of the selection split's panels, each drawn only when it has metrics (Charades-STA and TACoS have
+# no highlight detection); names of no group join the last non-empty one
+GROUPS = (("moment retrieval: R1", lambda k: "R1@" in k or "mIoU" in k),
+          ("moment retrieval: mAP", lambda k: "mAP" in k and k.startswith("MR")),
+          ("highlight detection", lambda k: k.startswith("HL")))
 
 
 def fmt_score(x: float) -> str:
@@ -36,61 +37,101 @@ def _short(metric: str) -> str:
     return metric.replace("MR-full-", "").replace("HL-min-", "")
 
 
+def _style(metric: str, i: int) -> dict:
+    """Distinct lines in a panel of up to 8: HD metrics share a colour per annotator threshold (Fair/Good/VeryGood)
+    with mAP solid and Hit1 dashed; MR metrics of one length range (short/middle/long) are dotted."""
+    if metric.startswith("HL-min-"):
+        level = metric.split("-")[2]
+        colour = {"Fair": "tab:blue", "Good": "tab:orange", "VeryGood": "tab:red"}.get(level, f"C{i % 10}")
+        return {"color": colour, "ls": "--" if metric.endswith("Hit1") else "-"}
+    ranged = any(f"-{r}-" in metric for r in ("short", "middle", "long"))
+    return {"color": f"C{i % 10}", "ls": ":" if ranged else "-"}
+
+
+def _score_label(select_metrics: list[str] | None) -> str:
+    """The selection score's axis label, naming the metrics it sums (full names: 'mAP' alone is ambiguous)."""
+    import textwrap
+
+    if not select_metrics:
+        return "selection score (sum of the selection metrics, %)"
+    formula = textwrap.wrap("= " + " + ".join(select_metrics), 40, break_on_hyphens=False)
+    return "\n".join(["selection score (sum, %)"] + formula)
+
+
+def _series(history: list[dict], key: str) -> list[float]:
+    return [np.nan if r.get(key) is None else r[key] for r in history]
+
+
+def _lines(ax, epochs, history, keys, at: int, label, style=lambda k, i: {}, legend_title: str = "") -> None:
+    """One line per key, a dot on each at the selected epoch (index ``at``), the value there in the legend,
+    and the legend below the axes so it never hides a line."""
+    for i, k in enumerate(keys):
+        y = _series(history, k)
+        value = "no data" if np.isnan(y[at]) else f"{y[at]:.4g}"
+        ax.plot(epochs, y, **{"lw": 1.4, "marker": "o", "ms": 4.5, "markevery": [at], "label": f"{label(k)}: {value}",
+                              **style(k, i)})
+    if keys:
+        ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False,
+                  title=legend_title, title_fontsize=8)
+
+
 def curves_figure(history: list[dict], title: str = "", select_metrics: list[str] | None = None):
     """The figure of :func:`plot_curves` (returned for tests)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    best = max(history, key=lambda r: r["select_score"])
-    metrics = [k[len("select_"):] for k in history[0] if k.startswith("select_") and k != "select_score"]
-    fig, axes = plt.subplots(2, 3, figsize=(17, 8.5))
-    flat = axes.ravel()
-
-    ax = flat[0]
-    ax.plot(epochs, [r["train_loss"] for r in history], color="black", lw=2, label="total")
-    for k in (k for k in history[0] if k.startswith("train_") and k != "train_loss"):
-        ax.plot(epochs, [r[k] for r in history], lw=1, label=k[len("train_"):])
-    ax.set(ylabel="weighted loss (log scale)", title="training losses (weighted by their λ)", yscale="log")
-    ax.legend(fontsize=7, ncol=2)
-
-    ax = flat[1]
-    names = " + ".join(_short(m) for m in select_metrics) if select_metrics else "the selection metrics"
-    ax.plot(epochs, [r["select_score"] for r in history], color="tab:red", lw=2)
-    ax.set(ylabel=f"selection score = {names} (%)", title="selection score (selects the checkpoint)")
-    ax.plot([best["epoch"]], [best["select_score"]], "o", color="tab:red", ms=7)
-    ax.text(0.03, 0.95, f"selected: epoch {best['epoch']}, score {best['select_score']:.2f}", transform=ax.transAxes,
-            va="top", fontsize=9)
-    lr = ax.twinx()
-    lr.plot(epochs, [r["lr"] for r in history], color="tab:blue", lw=1, alpha=0.6)
-    lr.set_ylabel("learning rate (blue)", color="tab:blue")
-
-    ax = flat[2]
-    ax.plot(epochs, [r["it_per_s"] for r in history], color="tab:green", lw=1.5)
-    ax.set(ylabel="training speed (iterations / s)", title="throughput")
-
-    groups = [[k for k in metrics if member(k)] for _, member in GROUPS]
-    groups = [[k for k in g if k not in sum(groups[:i], [])] for i, g in enumerate(groups)]  # each metric once
-    groups[-1] += [k for k in metrics if not any(k in g for g in groups)]  # names of no group: last panel
-    styles = ["-", "--", ":", "-."]
-    for ax, (label, _), keys in zip(flat[3:], GROUPS, groups):
-        for i, k in enumerate(keys):
-            ax.plot(epochs, [np.nan if r.get(f"select_{k}") is None else r[f"select_{k}"] for r in history],
-                    lw=1.3, ls=styles[i // 10 % 4], label=_short(k))
-        ax.set(ylabel=label, title=f"selection split: {label.split(' (')[0]}")
-        if keys:
-            ax.legend(fontsize=7, ncol=2, loc="lower right")
     from matplotlib.ticker import MaxNLocator
 
-    for ax in flat:
+    epochs = [r["epoch"] for r in history]
+    at = max(range(len(history)), key=lambda i: history[i]["select_score"])  # first best, as train.py selects
+    best = history[at]
+    sel = f"at the selected epoch {best['epoch']}"
+    metrics = [k[len("select_"):] for k in history[0] if k.startswith("select_") and k != "select_score"]
+    groups = [[k for k in metrics if member(k)] for _, member in GROUPS]
+    groups = [[k for k in g if k not in sum(groups[:i], [])] for i, g in enumerate(groups)]  # each metric once
+    groups = [(label, g) for (label, _), g in zip(GROUPS, groups) if g]
+    rest = [k for k in metrics if not any(k in g for _, g in groups)]
+    if rest:
+        groups = groups[:-1] + [(groups[-1][0], groups[-1][1] + rest)] if groups else [("other metrics", rest)]
+    fig, axes = plt.subplots(2, 3, figsize=(17, 10.5), layout="constrained")
+    flat = list(axes.ravel())
+    for ax in flat[3 + len(groups):]:  # no highlight detection (Charades-STA, TACoS): no empty panel
+        ax.remove()
+
+    ax = flat[0]
+    losses = ["train_loss"] + [k for k in history[0] if k.startswith("train_") and k != "train_loss"]
+    _lines(ax, epochs, history, losses, at, lambda k: "total" if k == "train_loss" else k[len("train_"):],
+           lambda k, i: {"color": "black", "lw": 2.2} if k == "train_loss" else {"color": f"C{(i - 1) % 10}"},
+           f"loss {sel}")
+    ax.set(ylabel="training loss per iteration (weighted by λ, log scale)", title="training losses", yscale="log")
+
+    ax = flat[1]
+    ax.plot(epochs, [r["select_score"] for r in history], color="tab:red", lw=2)
+    ax.plot([best["epoch"]], [best["select_score"]], "o", color="tab:red", ms=7)
+    ax.set(ylabel=_score_label(select_metrics), title="selection score (picks the checkpoint)")
+    ax.text(0.03, 0.95, f"selected: epoch {best['epoch']}, score {best['select_score']:.2f}", transform=ax.transAxes,
+            va="top", fontsize=9, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+    lr = ax.twinx()
+    lr.plot(epochs, [r["lr"] for r in history], color="tab:blue", lw=1, alpha=0.6)
+    lr.set_ylabel("learning rate at the epoch's last iteration (blue)", color="tab:blue")
+    lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+
+    ax = flat[2]
+    _lines(ax, epochs, history, ["it_per_s"], at, lambda k: "iterations / s", lambda k, i: {"color": "tab:green"}, sel)
+    ax.set(ylabel="training speed (iterations / s)", title="throughput")
+
+    for ax, (label, keys) in zip(flat[3:], groups):
+        label += " and mIoU" if label.endswith("R1") and any("mIoU" in k for k in keys) else ""  # not a recall
+        _lines(ax, epochs, history, [f"select_{k}" for k in keys], at, lambda k: _short(k[len("select_"):]),
+               lambda k, i: _style(k[len("select_"):], i), f"% {sel}")
+        ax.set(ylabel=f"{label} (%)", title=f"selection split: {label}")
+    for ax in flat[:3 + len(groups)]:
         ax.axvline(best["epoch"], color="grey", ls="--", lw=1)  # the selected epoch, on every panel
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"{title} (dashed line: selected epoch {best['epoch']})" if title else
-                 f"dashed line: selected epoch {best['epoch']}")
-    fig.tight_layout()
+    fig.suptitle(f"{title} (dashed line and dots: selected epoch {best['epoch']})" if title else
+                 f"dashed line and dots: selected epoch {best['epoch']}")
     return fig
 
 

@@ -27,23 +27,51 @@ def _history(epochs=6):
     return rows
 
 
+def _panels(fig):
+    """The panels (not the learning rate's twin axis, which has no title)."""
+    return [ax for ax in fig.axes if ax.get_title()]
+
+
 def test_curves_label_every_axis_mark_the_selected_epoch_and_show_all_14_metrics():
     import matplotlib.pyplot as plt
 
     history = _history()
-    best = max(history, key=lambda r: r["select_score"])["epoch"]
+    at = max(range(len(history)), key=lambda i: history[i]["select_score"])
+    best = history[at]["epoch"]
     fig = curves_figure(history, "sdst on demo, seed 0", ["MR-full-mAP", "HL-min-VeryGood-mAP"])
-    axes = fig.axes
-    for ax in axes:
+    assert len(_panels(fig)) == 6
+    for ax in fig.axes:
         assert ax.get_ylabel(), ax.get_title()
-        if ax.get_xlabel() or ax.get_title():  # the learning-rate twin shares the x axis of its panel
-            assert ax.get_xlabel() == "epoch" and ax.get_title()
-            marks = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--" and list(ln.get_xdata()) == [best, best]]
-            assert len(marks) == 1, ax.get_title()
-    assert any(ax.get_ylabel() == "selection score = mAP + VeryGood-mAP (%)" for ax in axes)
-    shown = {t.get_text() for ax in axes if ax.get_legend() for t in ax.get_legend().get_texts()}
-    assert {m.replace("MR-full-", "").replace("HL-min-", "") for m in METRICS} <= shown
+    for ax in _panels(fig):
+        assert ax.get_xlabel() == "epoch", ax.get_title()
+        marks = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--" and list(ln.get_xdata()) == [best, best]]
+        assert len(marks) == 1, ax.get_title()
+        for ln in ax.get_lines():  # every curve in a legend has its dot at the selected epoch
+            if not ln.get_label().startswith("_"):
+                assert ln.get_markevery() == [at], (ax.get_title(), ln.get_label())
+    score = next(ax for ax in fig.axes if ax.get_ylabel().startswith("selection score"))
+    assert "sum" in score.get_ylabel() and "%" in score.get_ylabel()
+    assert "MR-full-mAP + HL-min-VeryGood-mAP" in score.get_ylabel().replace("\n", " ")
+    assert f"epoch {best}, score {history[at]['select_score']:.2f}" in " ".join(t.get_text() for t in score.texts)
+    shown = {t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()}
+    for m in METRICS:  # each metric in a legend with its value at the selected epoch
+        value = history[at][f"select_{m}"]
+        assert f"{m.replace('MR-full-', '').replace('HL-min-', '')}: " + ("no data" if value is None else f"{value:.4g}") \
+            in shown, m
     assert f"selected epoch {best}" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_curves_of_a_dataset_without_highlight_detection_leave_no_empty_panel():
+    import matplotlib.pyplot as plt
+
+    names = ["MR-R1@0.3", "MR-R1@0.5", "MR-R1@0.7", "MR-mIoU", "MR-mAP", "MR-mAP@0.5", "MR-mAP@0.75"]
+    history = [{"epoch": e, "lr": 1e-4, "it_per_s": 3.0, "train_loss": 1.0 / e, "select_score": float(e),
+                **{f"select_{m}": 10.0 * e for m in names}} for e in (1, 2, 3)]
+    fig = curves_figure(history, "", ["MR-R1@0.5", "MR-R1@0.7", "MR-mIoU"])
+    panels = _panels(fig)
+    assert len(panels) == 5 and len(fig.axes) == 6 and all(ax.get_lines() for ax in fig.axes)  # 6: the lr twin
+    assert any(ax.get_ylabel() == "moment retrieval: R1 and mIoU (%)" for ax in panels)
     plt.close(fig)
 
 
