@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-# A window's score is sqrt(p_fg * actionness) (Eq. 23), both probabilities. Below 0.05 the model gives the best
-# window less than a 1-in-400 product of the two, i.e. it finds nothing matching the query: the figure says so,
-# instead of drawing windows that look like an answer (seen on real footage with the demo model: 2e-06).
+# A window's score is a probability: sigmoid(logit), or sqrt(sigmoid(logit) * actionness) (Eq. 23) when the run
+# ranks by actionness. Below 0.05 the model rates its best window under a 1-in-20 chance of being the moment (or
+# gives it a product of the two under 1 in 400): it finds nothing matching the query, and the figure says so instead
+# of drawing windows that look like an answer (real footage with the demo model: one window at 2e-06). The demo model
+# scores every val query below it (under 0.02 in both seeds), right or wrong: its windows barely depend on the query.
 LOW_SCORE = 0.05
 
 # metric groups of the selection split's panels, each drawn only when it has metrics (Charades-STA and TACoS have
@@ -146,10 +148,22 @@ def plot_curves(history: list[dict], path: str | Path, title: str = "", select_m
     plt.close(fig)
 
 
+def _window_label(wax, rank: int, s: float, e: float, text: str, duration: float) -> None:
+    """The label of a window bar beside it, on the side with room (a window near the end put it off the axes)."""
+    pad = duration * 0.006
+    if e <= 0.72 * duration:
+        wax.text(e + pad, rank, text, va="center", fontsize=8)
+    elif s >= 0.28 * duration:
+        wax.text(s - pad, rank, text, va="center", ha="right", fontsize=8)
+    else:  # the window spans most of the video: on the bar
+        wax.text(s + pad, rank, text, va="center", fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+
+
 def prediction_figure(query: str, title: str, duration: float, clip_len: float, saliency, windows, top: int = 5,
-                      gt_windows=(), thumbnails=(), aspect: float = 1.0):
-    """Saliency per clip over time, the top windows as bars with their scores, the ground-truth windows (when
-    known) and thumbnails (when given); a visible note when the best score is below :data:`LOW_SCORE`."""
+                      gt_windows=(), thumbnails=(), aspect: float = 1.0, gt_saliency=None):
+    """Saliency per clip over time, the top windows as bars with their scores, the ground truth (windows shaded on
+    both panels, per-clip annotator mean on a right axis) when known, thumbnails when given; a visible note when the
+    best score is below :data:`LOW_SCORE`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,25 +175,34 @@ def prediction_figure(query: str, title: str, duration: float, clip_len: float, 
     fig = plt.figure(figsize=(12, 2.2 + sum(rows)))
     grid = fig.add_gridspec(len(rows), max(n_thumbs, 1), height_ratios=rows)
     ax = fig.add_subplot(grid[0, :])
+    wax = fig.add_subplot(grid[1, :], sharex=ax)
+    for a in (ax, wax):
+        for i, (s, e) in enumerate(gt_windows):
+            a.axvspan(s, e, color="tab:green", alpha=0.18, lw=0, label="ground-truth window" if i == 0 else None)
     centres = (np.arange(len(saliency)) + 0.5) * clip_len
     ax.plot(centres, saliency, color="black", lw=1.5, marker="o", ms=3, label="predicted saliency")
-    for i, (s, e) in enumerate(gt_windows):
-        ax.axvspan(s, e, color="tab:green", alpha=0.18, lw=0, label="ground truth" if i == 0 else None)
     if windows:
         ax.axvspan(windows[0][0], windows[0][1], ymax=0.12, color="tab:orange", alpha=0.8, lw=0, label="best window")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set(xlim=(0, duration), ylabel="saliency score per clip")
-    ax.set_title(f"\u201c{query}\u201d \u2014 {title}")
-    wax = fig.add_subplot(grid[1, :], sharex=ax)
+    handles = []
+    if gt_saliency is not None and np.isfinite(np.asarray(gt_saliency, dtype=float)).any():
+        gax = ax.twinx()  # another scale: annotators' 0-4 ratings, not the model's score
+        handles = gax.plot((np.arange(len(gt_saliency)) + 0.5) * clip_len, gt_saliency, color="tab:green", ls="none",
+                           marker="s", ms=4, label="ground-truth saliency")
+        gax.set_ylabel("ground-truth saliency\n(annotator mean, 0\u20134)", color="tab:green")
+        gax.set_ylim(-0.2, 4.2)
+    handles = ax.get_legend_handles_labels()[0] + handles
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), fontsize=8,
+              frameon=False)  # above the axes: inside, it hid the curve
+    ax.set(xlim=(0, duration), ylabel="predicted saliency per clip\n(higher: more relevant)")
+    fig.suptitle(f"\u201c{query}\u201d \u2014 {title}")
     for rank, (s, e, score) in enumerate(windows):
         wax.barh(rank, e - s, left=s, height=0.6, color="tab:orange" if rank == 0 else "tab:grey",
                  alpha=1.0 if rank == 0 else 0.6)
-        wax.text(e + duration * 0.005, rank, f"#{rank + 1}  {s:.1f}\u2013{e:.1f} s  (score {fmt_score(score)})",
-                 va="center", fontsize=8)
+        _window_label(wax, rank, s, e, f"#{rank + 1}  {s:.1f}\u2013{e:.1f} s  (score {fmt_score(score)})", duration)
     wax.set(ylim=(max(len(windows), 1) - 0.5, -0.5), yticks=[], xlabel="time in the video (s)",
             ylabel=f"top {len(windows)}\nwindows")
     best = windows[0][2] if windows else 0.0
-    if best < LOW_SCORE:
+    if best < LOW_SCORE:  # the saliency curve is a separate output, scored per clip: the note is about windows
         fig.text(0.5, 0.005, f"Best window score {fmt_score(best)} < {LOW_SCORE}: the model finds no moment matching "
                  "this query; the windows shown are not meaningful.", ha="center", va="bottom", fontsize=10,
                  color="darkred", weight="bold")
@@ -193,15 +216,33 @@ def prediction_figure(query: str, title: str, duration: float, clip_len: float, 
     return fig
 
 
+def gt_clip_saliency(gt: dict, n_clips: int) -> np.ndarray:
+    """Per clip, the mean of the annotators' 0-4 ratings (``saliency_scores`` of ``relevant_clip_ids``); NaN for
+    clips nobody rated (QVHighlights rates only the relevant clips) and for a line without ratings."""
+    out = np.full(n_clips, np.nan)
+    for cid, scores in zip(gt.get("relevant_clip_ids") or [], gt.get("saliency_scores") or []):
+        if 0 <= cid < n_clips:
+            out[cid] = float(np.mean(scores))
+    return out
+
+
+def submission_figure(pred: dict, gt: dict | None, clip_len: float):
+    """The figure of :func:`plot_submission` (returned for tests)."""
+    saliency = pred.get("pred_saliency_scores") or []
+    windows = pred.get("pred_relevant_windows") or []
+    duration = float(gt["duration"]) if gt else max([len(saliency) * clip_len] + [w[1] for w in windows])
+    n_clips = max(len(saliency), int(np.ceil(duration / clip_len)))
+    return prediction_figure(pred.get("query", ""), f"{pred['vid']} (qid {pred['qid']})", duration, clip_len,
+                             saliency, windows, gt_windows=(gt or {}).get("relevant_windows", []),
+                             gt_saliency=gt_clip_saliency(gt, n_clips) if gt else None)
+
+
 def plot_submission(pred: dict, gt: dict | None, path: str | Path, clip_len: float) -> None:
-    """One line of a submission (and of its ground truth) as a figure, without thumbnails."""
+    """One line of a submission (official QVHighlights format) and of its ground truth, when given, as a PNG:
+    saliency over time, the top windows with their scores, the ground-truth windows and ratings; no thumbnails."""
     import matplotlib.pyplot as plt
 
-    saliency = pred.get("pred_saliency_scores") or []
-    duration = float(gt["duration"]) if gt else max([len(saliency) * clip_len]
-                                                     + [w[1] for w in pred["pred_relevant_windows"]])
-    fig = prediction_figure(pred.get("query", ""), f"{pred['vid']} (qid {pred['qid']})", duration, clip_len,
-                            saliency, pred["pred_relevant_windows"], gt_windows=(gt or {}).get("relevant_windows", []))
+    fig = submission_figure(pred, gt, clip_len)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
