@@ -202,19 +202,16 @@ def tiny_demo(tmp_path_factory):
     return work / "resources"
 
 
-REAL_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
-
-
 @pytest.fixture(scope="session")
 def folder_run(tmp_path_factory):
     """`python -m extract videos` run twice over the shared real videos, a broken file and a queries file:
     (folder, (first process, its summary), (second process, its summary))."""
-    if not REAL_VIDEOS.is_dir():
-        pytest.skip(f"{REAL_VIDEOS}: the shared real videos are not here")
+    if not VIDEOS.is_dir():
+        pytest.skip(f"{VIDEOS}: the shared real videos are not here")
     base = tmp_path_factory.mktemp("folder")
     videos = base / "videos"
     videos.mkdir()
-    for f in sorted(REAL_VIDEOS.glob("*.mp4")):
+    for f in REAL_VIDEOS:
         shutil.copy(f, videos / f.name)
     (videos / "broken.mp4").write_bytes(b"not a video")
     (videos / "notes.txt").write_text("not a video either, and not an extension tried")

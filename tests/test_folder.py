@@ -16,7 +16,7 @@ from extract.folder import DEFAULTS, QueryFileError, read_queries
 from extract.reader import open_features
 
 ROOT = Path(__file__).resolve().parents[1]
-from conftest import REAL_VIDEOS
+from conftest import VIDEOS
 
 
 def expected_clips(duration: float, clip_len: float) -> int:
@@ -61,7 +61,7 @@ def test_reader_api_gives_arrays_clip_times_and_queries(folder_run):
     seen = []
     for vid, x in feats:
         seen.append(vid)
-        reader = decord.VideoReader(str(REAL_VIDEOS / f"{vid}.mp4"))
+        reader = decord.VideoReader(str(VIDEOS / f"{vid}.mp4"))
         duration = len(reader) / reader.get_avg_fps()
         n = expected_clips(duration, 2.0)
         assert x.dtype == np.float32 and x.shape[:2] == (4, n) and np.isfinite(x).all()
