@@ -202,7 +202,6 @@ def tiny_demo(tmp_path_factory):
     return work / "resources"
 
 
-
 @pytest.fixture(scope="session")
 def folder_run(tmp_path_factory):
     """`python -m extract videos` run twice over the shared real videos, a broken file and a queries file:
