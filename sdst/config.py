@@ -89,7 +89,9 @@ def ranks_by_actionness(train: dict) -> bool:
 
 @dataclass
 class TrainConfig:
-    epochs: int = value(60, ge=1)  # QVHighlights (Tab. A)
+    epochs: int = value(60, ge=1)  # QVHighlights (Tab. A); with patience, the most epochs
+    patience: int = value(0, ge=0)  # [decided] stop once the selection score has not improved for this many epochs
+    #                                 (0: train all epochs); one budget rule for every model
     batch_size: int = value(32, ge=1)  # (Tab. A)
     lr: float = value(1e-4, gt=0)  # AdamW (§A)
     weight_decay: float = value(1e-4, ge=0)  # (§A)

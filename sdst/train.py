@@ -183,7 +183,12 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     log(f"{run['model']['name']} ({run['model']['arch']}) on {data['name']}, seed {seed}: "
         f"{model.num_params():,} parameters, {len(train_ds)} train / {len(select_ds)} selection queries, "
         f"device {device}")
+    patience = t.get("patience", 0)
     for epoch in range(start_epoch, t["epochs"]):
+        if patience and epoch - best["epoch"] >= patience:  # checked first, so a resumed run stops where it did
+            log(f"stopping after epoch {epoch}: no better selection score for {patience} epochs "
+                f"(best {best['score']:.2f} @ {best['epoch']})")
+            break
         model.train()
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         loader = torch.utils.data.DataLoader(train_ds, batch_size=t["batch_size"], shuffle=True, generator=gen,
@@ -252,7 +257,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     plot_curves(history, out_dir / "curves.png", title=f"{run['model']['name']} on {data['name']}, seed {seed}",
                 select_metrics=t["select_metrics"])
     summary = {"best_epoch": best["epoch"], "best_select_score": best["score"], "select_metrics": best.get("metrics"),
-               "epochs": t["epochs"], "parameters": model.num_params(),
+               "epochs": t["epochs"], "epochs_trained": len(history), "parameters": model.num_params(),
                "mean_it_per_s": float(np.mean([r["it_per_s"] for r in history])) if history else None,
                "train_queries": len(train_ds), "select_queries": len(select_ds),
                "skipped_train": train_ds.skipped, "device": device}

@@ -118,3 +118,16 @@ def test_windows_rank_by_actionness_only_when_it_is_trained(tmp_path, act):
         assert top == pytest.approx(float(conf[i][ok].max()), abs=1e-5), (i, n)
         differ += p[i][ok].argmax() != (p * out["pred_actionness"])[i][ok].argmax()
     assert differ > 0  # the two rankings disagree on some query, so the check above tells them apart
+
+
+def test_patience_stops_when_the_selection_score_stops_improving(tmp_path):
+    """train.patience: stop once the selection score has not improved for that many epochs. With a learning rate
+    too small to change the predictions the score never improves after epoch 1, so 2 epochs of patience stop the
+    run after epoch 3 of 10; a job re-run over the stopped run trains nothing more."""
+    syn = make_synthetic_cache(tmp_path / "cache")
+    run = synthetic_run(syn["annotations"], epochs=10, patience=2, lr=1e-12)
+    summary = train(run, syn["summary"], tmp_path / "r", progress=False)
+    assert (summary["best_epoch"], summary["epochs_trained"], summary["epochs"]) == (1, 3, 10)
+    log = (tmp_path / "r" / "train_log.csv").read_text()
+    again = train(run, syn["summary"], tmp_path / "r", progress=False)
+    assert again["epochs_trained"] == 3 and (tmp_path / "r" / "train_log.csv").read_text() == log
