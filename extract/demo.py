@@ -7,6 +7,10 @@ finding the moment needs the colour/shape words matched to what is on screen whi
 as distractors. Annotations are written in the QVHighlights JSON-lines format (``relevant_windows``,
 ``relevant_clip_ids`` and ``saliency_scores`` from 3 simulated annotators) so the same parser and
 evaluator serve the demo and QVHighlights.
+
+That is the ``appear`` kind (the default). ``kind: events`` (the demo_hard dataset, extract/demo_events.py)
+keeps the objects on screen and asks for what happens to them; the two kinds share this module's spec,
+video writer, file layout and command.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from extract import demo_events
+from extract.demo_shapes import CLIP, SHAPES
+from extract.demo_shapes import shape_mask as _shape_mask
+
 COLOURS = {  # name -> RGB; saturated and far apart so even random features separate them
     "red": (230, 30, 30), "green": (30, 200, 50), "blue": (40, 70, 235), "yellow": (240, 225, 30),
     "purple": (150, 40, 200), "orange": (250, 140, 20), "cyan": (30, 220, 230), "white": (245, 245, 245),
 }
-SHAPES = ("circle", "square", "triangle", "diamond")
 MOTIONS = {  # name -> (start (x, y), end (x, y)) in frame fractions, and phrases
     "right": (((0.15, 0.5), (0.85, 0.5)), ("moves from left to right", "slides to the right", "travels rightwards across the screen")),
     "left": (((0.85, 0.5), (0.15, 0.5)), ("moves from right to left", "slides to the left", "travels leftwards across the screen")),
@@ -31,7 +38,7 @@ MOTIONS = {  # name -> (start (x, y), end (x, y)) in frame fractions, and phrase
     "up": (((0.5, 0.8), (0.5, 0.2)), ("rises from the bottom to the top", "moves upwards", "floats up the frame")),
 }
 TEMPLATES = ("a {c} {s} {m}", "the {c} {s} {m}", "{c} {s} that {m}", "we see a {c} {s} as it {m}")
-CLIP = 2.0  # seconds; windows and saliency use QVHighlights' 2-s clips
+KINDS = ("appear", "events")
 
 
 @dataclass(frozen=True)
@@ -45,12 +52,23 @@ class DemoSpec:
     height: int = 192
     min_objects: int = 2
     max_objects: int = 3
-    min_window: int = 4  # seconds
+    min_window: int = 4  # seconds (events kind: windows are 1 clip to min(max_window, half the video))
     max_window: int = 12
+    kind: str = "appear"  # appear: objects on screen during their windows only | events: extract/demo_events.py
+    events: dict | None = None  # the events kind's settings (demo_events.EventSpec)
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"demo: kind {self.kind!r}: expected one of {KINDS}")
+        if self.kind == "events":
+            slots = int(np.prod(self.event_spec().grid))  # raises on a bad value
+            if self.max_objects > slots or int(self.min_duration // CLIP) < 4:
+                raise ValueError(f"demo: the events kind needs max_objects <= {slots} (events.grid) and "
+                                 f"min_duration >= {4 * CLIP:g} s")
+        elif self.events is not None:
+            raise ValueError("demo: `events` is only for kind: events")
         # every window needs a clip, and a clip of gap on each side: 2 * objects + 1 clips at least
-        if int(self.min_duration // CLIP) < 2 * self.max_objects + 1:
+        elif int(self.min_duration // CLIP) < 2 * self.max_objects + 1:
             raise ValueError(f"demo: min_duration {self.min_duration} s ({int(self.min_duration // CLIP)} clips of "
                              f"{CLIP:g} s) cannot hold {self.max_objects} windows with gaps: needs "
                              f"{2 * self.max_objects + 1} clips")
@@ -58,6 +76,21 @@ class DemoSpec:
     @classmethod
     def from_config(cls, cfg: dict) -> "DemoSpec":
         return cls(**cfg)
+
+    def event_spec(self) -> demo_events.EventSpec:
+        return demo_events.EventSpec.from_config(self.events)
+
+    def record(self) -> dict:
+        """The spec as the manifest stores it; the appear kind without the fields it does not use, so the demo's
+        manifest reads as it did before the events kind existed."""
+        out = dict(self.__dict__)
+        if self.kind == "appear":
+            del out["kind"], out["events"]
+        return out
+
+
+def plan_video(rng: np.random.Generator, spec: DemoSpec) -> dict:
+    return demo_events.plan_video(rng, spec, spec.event_spec()) if spec.kind == "events" else _plan_video(rng, spec)
 
 
 def _plan_video(rng: np.random.Generator, spec: DemoSpec) -> dict:
@@ -88,19 +121,6 @@ def _plan_video(rng: np.random.Generator, spec: DemoSpec) -> dict:
             "drift": float(rng.uniform(0.02, 0.08)), "noise_seed": int(rng.integers(2**31))}
 
 
-def _shape_mask(shape: str, xx, yy, cx, cy, r, angle) -> np.ndarray:
-    dx, dy = xx - cx, yy - cy
-    if shape == "circle":
-        return dx * dx + dy * dy <= r * r
-    ca, sa = np.cos(angle), np.sin(angle)
-    u, v = ca * dx + sa * dy, -sa * dx + ca * dy
-    if shape == "square":
-        return (np.abs(u) <= r * 0.85) & (np.abs(v) <= r * 0.85)
-    if shape == "diamond":
-        return np.abs(u) + np.abs(v) <= r * 1.1
-    return (v <= r * 0.6) & (v >= -r + 1.7 * np.abs(u))  # triangle pointing up in its own frame
-
-
 def opacity(t: float, start: float, end: float) -> float:
     """Objects fade in over their first clip and out over their last (windows longer than 2 clips), so the
     edge clips are visibly weaker — which is what the simulated annotators score lower."""
@@ -111,6 +131,9 @@ def opacity(t: float, start: float, end: float) -> float:
 
 def render_frames(plan: dict, spec: DemoSpec):
     """Yield (H, W, 3) uint8 frames."""
+    if plan.get("kind") == "events":
+        yield from demo_events.render_frames(plan, spec, spec.event_spec())
+        return
     w, h, fps = spec.width, spec.height, spec.fps
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     bg0, bg1 = (np.asarray(c, np.float32) for c in plan["background"])
@@ -186,14 +209,15 @@ def generate(out_dir: str | Path, spec: DemoSpec, workers: int = 1, progress: bo
 
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    jobs, manifest, qid = [], {"spec": spec.__dict__, "splits": {}}, 0
+    jobs, manifest, qid = [], {"spec": spec.record(), "splits": {}}, 0
     for split_index, (split, n_videos) in enumerate(sorted((spec.videos or {}).items())):
         rows = []
         for i in range(n_videos):
             rng = np.random.default_rng([spec.seed, split_index, i])
             vid = f"demo_{split}_{i:04d}"
-            plan = _plan_video(rng, spec)
-            new = annotations_for(vid, plan, rng, qid)
+            plan = plan_video(rng, spec)
+            new = (demo_events.annotations(vid, plan, rng, qid, spec.event_spec()) if spec.kind == "events"
+                   else annotations_for(vid, plan, rng, qid))
             rows += new
             qid += len(new)
             jobs.append((str(out_dir / "videos" / f"{vid}.mp4"), plan, spec))
