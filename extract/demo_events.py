@@ -70,6 +70,7 @@ class EventSpec:
     grow: float = 1.45  # radius factor at full strength
     shrink: float = 0.5
     ramp: float = 2.0  # seconds over which an event fades in and out (at most a quarter of its window)
+    drift: float = 1.0  # amplitude of the background's slow change of brightness and tint (1: the demo's)
     flash_hz: float = 1.0  # bright/normal cycles per second (1 Hz alternates between the 4 frames of a 2-s clip)
 
     def __post_init__(self):
@@ -86,9 +87,9 @@ class EventSpec:
             raise ValueError("events: need 1 <= min_events <= max_events, queries >= 1 and a positive mix")
         if not (len(self.grid) == 2 and min(self.grid) >= 1 and len(self.size) == 2 and 0 < self.size[0] <= self.size[1]
                 and self.grow >= 1 and 0 < self.shrink <= 1 and self.ramp > 0 and self.flash_hz > 0
-                and all(0 <= p <= 1 for p in (self.repeat, self.context, self.order))):
+                and all(0 <= p <= 1 for p in (self.repeat, self.context, self.order, self.drift))):
             raise ValueError("events: grid is [columns, rows], size [low, high] > 0, grow >= 1, 0 < shrink <= 1, "
-                             "ramp and flash_hz > 0, repeat/context/order in [0, 1]")
+                             "ramp and flash_hz > 0, repeat/context/order/drift in [0, 1]")
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> "EventSpec":
@@ -365,7 +366,7 @@ def render_at(plan: dict, spec, es: EventSpec, times):
     texture = np.random.default_rng(plan["noise_seed"]).normal(0, 6, size=(h, w, 1)).astype(np.float32)
     left, right = bg0 * (1 - ramp), bg1 * ramp
     for t in times:
-        phase = 0.5 + 0.5 * np.sin(2 * np.pi * plan["drift"] * t)
+        phase = 0.5 + 0.5 * es.drift * np.sin(2 * np.pi * plan["drift"] * t)
         frame = left * phase + right * (1 - 0.5 * phase) + (30 * (1 - phase)) + texture
         for obj in plan["objects"]:
             alpha, rgb, scale = object_state(obj, t, es, plan["duration"])

@@ -28,7 +28,7 @@ for _name, _ds in config["datasets"].items():
             mem_mb=SMALL_MEM_MB,
             runtime=TINY_MIN,
         params:
-            code=code("extract/demo.py"),
+            code=code("extract/demo.py", "extract/demo_events.py", "extract/demo_shapes.py"),
             spec=canonical_json(_ds["generate"]),
             out=lambda wc, output: str(Path(output.videos).parent),
         shell:
