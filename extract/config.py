@@ -2,8 +2,8 @@
 
 The identity is every setting that changes the cached numbers: backbone and checkpoint, clip length,
 frames per clip, image size and resize, which layers, which pooling, text layers and length, the text
-encoder's tokenisation recipe (``extract.tokenizer``), the seed of a randomly initialised backbone, and
-:data:`extract.FEATURE_VERSION`. Its hash is part of the store path, so a new
+encoder's tokenisation recipe (``extract.tokenizer``), the seed of a randomly initialised backbone,
+:data:`extract.FEATURE_VERSION`, and for a generated dataset its generator's spec and code. Its hash is part of the store path, so a new
 configuration builds a new store instead of silently mixing features. Settings under ``extract.run``
 (shards, workers, batch size, timeouts, device) only change how the work is done and are not part of it.
 Snakemake (workflow/rules/common.smk) and the extraction commands both call these functions.
@@ -39,7 +39,24 @@ def extraction_identity(dataset: dict, extract: dict) -> dict:
                  checkpoint=checkpoint_identity(dataset.get("checkpoint")), clip_len=float(dataset["clip_len"]))
     if ident["checkpoint"] is not None:
         ident.pop("seed")  # the seed only matters for a randomly initialised backbone
+    if dataset.get("generate") is not None:
+        ident["generated"] = generator_identity(dataset["generate"])
     return ident
+
+
+GENERATOR_SOURCES = ("demo.py", "demo_events.py", "demo_shapes.py")
+
+
+def generator_identity(spec: dict) -> dict:
+    """A generated dataset's videos and queries are a function of its spec and of the generator's code, under the
+    same video ids and qids whatever they show: both are part of its cache's identity, so that regenerating it
+    builds a new store instead of the shard jobs finding the old features complete."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for name in GENERATOR_SOURCES:
+        digest.update(name.encode() + bytes(1) + (Path(__file__).parent / name).read_bytes())
+    return {"spec": spec, "code": digest.hexdigest()[:12]}
 
 
 def cache_dir(name: str, dataset: dict, extract: dict) -> str:
