@@ -117,8 +117,10 @@ class RunLog:
         print(line, file=sys.stderr, flush=True)
 
 
-def resume_state(path: Path, run: dict, version: str, log: RunLog) -> dict | None:
-    """checkpoint_last.pt's contents if this run may resume from it, else None (with the reason in the log)."""
+def resume_state(path: Path, run: dict, version: str, log: RunLog, extraction: dict | None = None) -> dict | None:
+    """checkpoint_last.pt's contents if this run may resume from it, else None (with the reason in the log):
+    same run configuration, code and features (``extraction``: the cache's identity, which for a generated
+    dataset includes its generator spec: regenerated data under the same annotation paths is new data)."""
     if not path.is_file():
         return None
     try:
@@ -128,6 +130,9 @@ def resume_state(path: Path, run: dict, version: str, log: RunLog) -> dict | Non
         return None
     if canonical(run_identity(state["run"])) != canonical(run_identity(run)) or state.get("code") != version:
         log(f"{path}: written by another configuration or code version; starting afresh")
+        return None
+    if canonical(state.get("dims", {}).get("extraction")) != canonical(extraction):
+        log(f"{path}: trained on other features; starting afresh")
         return None
     for line in state.get("log", []):  # the history so far, then this run's lines
         log(line)
@@ -144,11 +149,11 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     last_path, best_path = out_dir / "checkpoint_last.pt", out_dir / "checkpoint_best.pt"
     version = code_version(run["model"]["arch"])
     log = RunLog()
-    state = resume_state(last_path, run, version, log)
+    info = cache_info(features)
+    state = resume_state(last_path, run, version, log, info.identity)
     if t["threads"]:
         torch.set_num_threads(t["threads"])
     device = resolve_device(t["device"])
-    info = cache_info(features)
     splits = split_queries(data)
     make = lambda qs, min_clips: FeatureDataset(  # noqa: E731
         qs, info.store, data["clip_len"], data["saliency"], min_clips=min_clips, preload=t["preload"],

@@ -131,3 +131,18 @@ def test_patience_stops_when_the_selection_score_stops_improving(tmp_path):
     log = (tmp_path / "r" / "train_log.csv").read_text()
     again = train(run, syn["summary"], tmp_path / "r", progress=False)
     assert again["epochs_trained"] == 3 and (tmp_path / "r" / "train_log.csv").read_text() == log
+
+
+def test_a_run_over_other_features_starts_afresh(tmp_path):
+    """Same configuration and code but a cache of another identity (e.g. a regenerated demo dataset under the same
+    annotation paths): checkpoint_last.pt is not resumed from."""
+    syn = make_synthetic_cache(tmp_path / "cache")
+    run = synthetic_run(syn["annotations"], epochs=1)
+    train(run, syn["summary"], tmp_path / "r", progress=False)
+    summary = json.loads(open(syn["summary"]).read())
+    with open(syn["summary"], "w") as fh:
+        json.dump({**summary, "identity": {"generated": {"spec": {"seed": 1}}}}, fh)
+    again = train(run, syn["summary"], tmp_path / "r", progress=False)
+    assert again["epochs_trained"] == 1
+    assert "trained on other features; starting afresh" in torch.load(
+        tmp_path / "r" / "checkpoint_last.pt", weights_only=True)["log"][0]
