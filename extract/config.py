@@ -32,7 +32,27 @@ def checkpoint_identity(path: str | None) -> dict | None:
     return {"name": p.name, "size": p.stat().st_size if p.is_file() else None}
 
 
-def extraction_identity(dataset: dict, extract: dict) -> dict:
+def check_layers(backbone: str, extract: dict, where: dict | None = None) -> None:
+    """The configured vision and text layers exist in the backbone (before any store is made or job started);
+    errors name the setting as ``where`` calls it (default: the config key, e.g. extract.vision_layers)."""
+    from extract.internvideo2 import VISION_CONFIGS
+    from extract.text import TEXT_CONFIGS
+
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone {backbone!r}: one of {', '.join(sorted(BACKBONES))}")
+    spec = BACKBONES[backbone]
+    depths = {"vision_layers": (VISION_CONFIGS[spec["vision"]].depth, "blocks"),
+              "text_layers": (TEXT_CONFIGS[spec["text"]].text_layers, "text-only layers")}
+    for key, (depth, unit) in depths.items():
+        name = (where or {}).get(key, f"extract.{key}")
+        try:
+            resolve_layer_indices(extract[key], depth, "layer")
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{name} {extract[key]}: {err} (the {backbone} backbone has {depth} {unit})") from None
+
+
+def extraction_identity(dataset: dict, extract: dict, where: dict | None = None) -> dict:
+    check_layers(dataset["backbone"], extract, where)
     ident = {key: extract[key] for key in FEATURE_KEYS}
     ident.update(feature_version=FEATURE_VERSION, backbone=dataset["backbone"],
                  text_recipe=recipe_for(BACKBONES[dataset["backbone"]]["text"]).identity(),

@@ -23,7 +23,7 @@ from sdst.values import ConfigValueError, check_values, value
 # train rule and the trainer hashes them to decide whether a run may resume. Shared by every arch:
 TRAIN_SOURCES = ("sdst/__init__.py", "sdst/annotations.py", "sdst/checkpoint.py", "sdst/config.py", "sdst/data.py",
                  "sdst/evaluate.py", "sdst/infer.py", "sdst/losses.py", "sdst/matcher.py", "sdst/plots.py",
-                 "sdst/postprocess.py", "sdst/train.py", "sdst/values.py", "sdst/model/__init__.py",
+                 "sdst/postprocess.py", "sdst/train.py", "sdst/values.py", "sdst/model/__init__.py", "extract/cli.py",
                  "sdst/model/configs.py", "sdst/model/layers.py", "extract/cache.py", "extract/devices.py")
 # and per arch, its own modules: editing one model never retrains another.
 ARCH_SOURCES = {
@@ -203,12 +203,16 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
 
     top = {k: v for k, v in config["train"].items() if k not in ("seeds", "datasets")}
     train: dict = {}
+    batch_key = "train.batch_size"
     for where, values in (("train", top), (f"train.datasets.{dataset}", config["train"].get("datasets", {})
                                            .get(dataset, {})), ("--set train", sets.get("train", {}))):
         check_values(TrainConfig, values, where)
         for k, v in values.items():  # loss and matcher merge key by key; the rest replace
             train[k] = {**train.get(k, {}), **v} if k in ("loss", "matcher") else v
+        if "batch_size" in values:
+            batch_key = f"{where}.batch_size"
     tcfg = dataclass_from(TrainConfig, train, "train")
+    _check_batch(tcfg, arch, batch_key)
 
     ds = config["datasets"][dataset]
     data = {k: copy.deepcopy(ds[k]) for k in ("annotations", "clip_len", "saliency", "splits", "backbone")}
@@ -218,6 +222,17 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
         tcfg.select_metrics = SELECT_METRICS[data["eval_type"]]
     return {"model": {"name": model, "arch": arch, "params": dataclasses.asdict(cfg)},
             "train": dataclasses.asdict(tcfg), "data": data, "seed": int(seed)}
+
+
+def _check_batch(tcfg, arch: str, key: str) -> None:
+    """Eq. 21 contrasts each query with the other videos of its batch: with one video per batch its loss is 0
+    whatever the model does (SDST's archs only; the others have no alignment loss). ``key``: where batch_size was
+    set, for the message."""
+    align = tcfg.loss.get("align_video", LossConfig().align_video)
+    if arch == "sdst" and tcfg.batch_size < 2 and align > 0:
+        raise ConfigValueError(f"{key} {tcfg.batch_size}: the video-level alignment loss (Eq. 21, λ_align_video "
+                               f"{align:g}) contrasts each query with the other videos of its batch and is always 0 "
+                               "with one; use batch_size >= 2 or set train.loss.align_video: 0")
 
 
 def load_config(path: str | Path) -> dict:

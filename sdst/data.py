@@ -100,6 +100,7 @@ class CacheInfo:
     text_dim: int
     layers: int
     identity: dict | None = None  # the extraction configuration (extract.config), carried into checkpoints
+    digest: str | None = None  # the features digest of the summary (extract.shard.write_summary)
 
 
 def cache_info(summary_path: str) -> CacheInfo:
@@ -117,13 +118,14 @@ def cache_info(summary_path: str) -> CacheInfo:
         raise ValueError(f"{summary['store']}: the feature cache holds no video or no query features")
     layers, _, vdim = store.entry("videos", videos[0]).shape
     tdim = store.entry("queries", queries[0]).shape[-1]
-    return CacheInfo(summary["store"], failed, int(vdim), int(tdim), int(layers), summary.get("identity"))
+    return CacheInfo(summary["store"], failed, int(vdim), int(tdim), int(layers), summary.get("identity"),
+                     summary.get("features_digest"))
 
 
 class FeatureDataset(torch.utils.data.Dataset):
     def __init__(self, queries: list[Query], store: str, clip_len: float, saliency: str, min_clips: int = 0,
                  preload: bool = False, failed: frozenset = frozenset()):
-        from extract.cache import ABSENT, CacheError
+        from extract.cache import ABSENT, ITEM, CacheError
 
         self.store_path, self.clip_len, self.kind = store, clip_len, saliency
         self._store, self._pid = None, None
@@ -140,8 +142,9 @@ class FeatureDataset(torch.utils.data.Dataset):
             for group, key in (("videos", q.vid), ("queries", q.key)):
                 problem = probe.problem(group, key)
                 if problem not in (None, ABSENT):  # damaged data is an error, never skipped
-                    raise CacheError(f"{self.store_path}: {group[:-1]} '{key}': {problem}; re-run the extraction "
-                                     "(shard jobs re-extract damaged items: snakemake --forcerun extract_shard)")
+                    raise CacheError(f"{self.store_path}: {ITEM[group]} '{key}': {problem}; "
+                                     f"`python -m extract verify --store {self.store_path}` marks every damaged item "
+                                     "and the next `snakemake <target>` re-extracts them")
             if n < 0 or not probe.query_complete(q.key):
                 self.skipped["missing"] += 1
             elif n < min_clips:

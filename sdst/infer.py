@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from extract.devices import resolve_device
-from sdst.cli import exits_on_bad_input
+from extract.cli import exits_on_bad_input
 from sdst.config import ranks_by_actionness
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record
 from sdst.postprocess import to_records

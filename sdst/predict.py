@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdst.cli import exits_on_bad_input
+from extract.cli import exits_on_bad_input
 from sdst.plots import fmt_score
 
 
@@ -84,6 +84,8 @@ class Predictor:
     def predict(self, video: str, query: str, top_k: int = 10) -> Prediction:
         import torch
 
+        check_query(query)
+
         from extract.decode import DecodeSpec, VideoDecodeError, iter_video_chunks
         from extract.features import as_cached, encode_clips, encode_queries
         from sdst.config import ranks_by_actionness
@@ -118,6 +120,13 @@ class Predictor:
         thumbs = [middles[min(int(((s + e) / 2) // clip_len), n - 1)] for s, e, _ in rec["pred_relevant_windows"][:3]]
         return Prediction(str(video), query, info["duration"], clip_len, rec["pred_relevant_windows"],
                           rec["pred_saliency_scores"], thumbs)
+
+
+def check_query(query: str) -> None:
+    """A query must hold a word to ground: empty or punctuation-only text tokenises to [CLS] alone."""
+    if not any(ch.isalnum() for ch in query):
+        raise ValueError(f"--query {query!r}: no word to look for (empty or punctuation only); describe the moment, "
+                         "e.g. --query 'a man opens a door'")
 
 
 def _describe(ident: dict | None) -> str:
@@ -181,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not Path(args.video).is_file():
         raise ValueError(f"{args.video}: no such video file")
+    check_query(args.query)
     pred = Predictor(args.checkpoint, args.backbone_checkpoint, args.device,
                      allow_backbone_mismatch=args.allow_backbone_mismatch).predict(args.video, args.query)
     out = Path(args.out)

@@ -27,7 +27,7 @@ import torch
 
 from extract.devices import resolve_device
 from sdst.checkpoint import load_checkpoint, save_checkpoint
-from sdst.cli import exits_on_bad_input
+from extract.cli import exits_on_bad_input
 from sdst.config import (LossConfig, MatcherConfig, canonical, load_config, parse_set, ranks_by_actionness, resolve_run,
                          run_identity, with_runtime)
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record, split_queries
@@ -117,8 +117,9 @@ class RunLog:
         print(line, file=sys.stderr, flush=True)
 
 
-def resume_state(path: Path, run: dict, version: str, log: RunLog) -> dict | None:
-    """checkpoint_last.pt's contents if this run may resume from it, else None (with the reason in the log)."""
+def resume_state(path: Path, run: dict, version: str, log: RunLog, features: str | None = None) -> dict | None:
+    """checkpoint_last.pt's contents if this run may resume from it, else None (with the reason in the log): same
+    configuration, code version and features (``features``: the extraction's features digest)."""
     if not path.is_file():
         return None
     try:
@@ -128,6 +129,9 @@ def resume_state(path: Path, run: dict, version: str, log: RunLog) -> dict | Non
         return None
     if canonical(run_identity(state["run"])) != canonical(run_identity(run)) or state.get("code") != version:
         log(f"{path}: written by another configuration or code version; starting afresh")
+        return None
+    if state.get("features", features) != features:  # checkpoints older than the digest have none
+        log(f"{path}: trained on other features (an item was re-extracted since); starting afresh")
         return None
     for line in state.get("log", []):  # the history so far, then this run's lines
         log(line)
@@ -144,11 +148,11 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     last_path, best_path = out_dir / "checkpoint_last.pt", out_dir / "checkpoint_best.pt"
     version = code_version(run["model"]["arch"])
     log = RunLog()
-    state = resume_state(last_path, run, version, log)
+    info = cache_info(features)
+    state = resume_state(last_path, run, version, log, info.digest)
     if t["threads"]:
         torch.set_num_threads(t["threads"])
     device = resolve_device(t["device"])
-    info = cache_info(features)
     splits = split_queries(data)
     make = lambda qs, min_clips: FeatureDataset(  # noqa: E731
         qs, info.store, data["clip_len"], data["saliency"], min_clips=min_clips, preload=t["preload"],
@@ -235,7 +239,8 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
         # the last checkpoint also holds the best weights: Snakemake deletes a job's outputs (the best
         # checkpoint) before re-running it, and a resumed run must still be able to write them
         save_checkpoint(last_path, {"run": run, "dims": dims, "model": model.state_dict(), "code": version,
-                                    "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                                    "features": info.digest, "optimizer": optimizer.state_dict(),
+                                    "scaler": scaler.state_dict(),
                                     "epoch": epoch, "iteration": iteration, "history": history, "best": best,
                                     "best_model": best_state, "rng": rng_state(), "log": log.lines})
         write_log(out_dir / "train_log.csv", history)

@@ -10,23 +10,34 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from extract.cache import canonical_json, identity_hash  # noqa: E402
-from extract.config import FEATURE_KEYS, extraction_identity  # noqa: E402
+from extract.config import FEATURE_KEYS, check_layers, extraction_identity  # noqa: E402
 from sdst.config import resolve_run, run_identity, train_sources  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]
 
 
-def _check_stage2_config():
-    """Every variant and per-dataset value against its arch's dataclass, when the workflow loads: a typo in
-    any variant is an error now, not when that variant is first trained."""
-    for ds in config["datasets"]:
-        for variant in config["model"]["variants"]:
-            resolve_run(config, ds, variant, 0)
+def config_error(message):
+    """A configuration or target error: one line on stderr and exit status 2, instead of the traceback Snakemake
+    wraps around an exception raised while it loads the workflow or builds the DAG."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _check_config():
+    """Every variant and per-dataset value against its arch's dataclass, and every dataset's extraction layers
+    against its backbone, when the workflow loads: a typo is an error now, not when a job first runs."""
+    try:
+        for name, ds in config["datasets"].items():
+            check_layers(ds["backbone"], config["extract"])
+            for variant in config["model"]["variants"]:
+                resolve_run(config, name, variant, 0)
+    except ValueError as err:
+        config_error(f"config.yaml: {err}")
     if config["model"]["default"] not in config["model"]["variants"]:
-        raise ValueError(f"model.default {config['model']['default']!r} is not among model.variants")
+        config_error(f"config.yaml model.default {config['model']['default']!r} is not among model.variants")
 
 
-_check_stage2_config()
+_check_config()
 RUN = config["extract"]["run"]
 
 
@@ -56,10 +67,9 @@ def code(*paths):
 
 
 def dataset(name):
-    try:
-        return config["datasets"][name]
-    except KeyError:
-        raise ValueError(f"dataset '{name}' is not configured (config.yaml: datasets)") from None
+    if name not in config["datasets"]:
+        config_error(f"dataset '{name}' is not configured (config.yaml datasets: {', '.join(config['datasets'])})")
+    return config["datasets"][name]
 
 
 def identity(name):
@@ -77,6 +87,42 @@ def xdir(name):
 
 def annotation_files(name):
     return [dataset(name)["annotations"][s] for s in sorted(dataset(name)["annotations"])]
+
+
+def video_exts(name):
+    return dataset(name).get("video_exts", [".mp4", ".mkv", ".webm", ".avi", ".mov"])
+
+
+@functools.lru_cache(maxsize=None)
+def _health(name, shard, n):
+    """(health file, whether it was marked now): extract.repair.prepare, once per shard and DAG build."""
+    from extract.repair import prepare
+    from extract.shard import shard_items
+
+    before = Path(xdir(name), "shards", f"{shard}-of-{n}.health")
+    stamp = before.read_text() if before.is_file() else None
+    items = lambda: shard_items(annotation_files(name), shard, n)  # noqa: E731
+    path = prepare(xdir(name), shard, n, items, dataset(name)["videos"], video_exts(name))
+    return path, stamp is not None and Path(path).read_text() != stamp
+
+
+def shard_health(wc):
+    """Input function of extract_shard: the shard's health file, rewritten (so the job runs again) when the
+    store lost some of the shard's items or a video file changed after its extraction (extract.repair)."""
+    return _health(wc.dataset, int(wc.shard), int(wc.nshards))[0]
+
+
+def features_digest(wc):
+    """What training and prediction depend on: the content of the dataset's features. Their input on the summary
+    is ancient(), so a shard job that ran again (an extract/ code change, a repair that restores the same
+    features) re-trains nothing. When a shard must re-extract items this run (a damaged store, a replaced video:
+    extract.repair) or there is no summary yet, the digest is read through the checkpoint extract_summary, so
+    it is read again after the summary is rewritten; otherwise straight from the file."""
+    summary = Path(xdir(wc.dataset), "summary.json")
+    n = dataset(wc.dataset).get("shards", RUN["shards"])
+    if not summary.is_file() or any(_health(wc.dataset, i, n)[1] for i in range(n)):
+        summary = checkpoints.extract_summary.get(dataset=wc.dataset, xhash=xhash(wc.dataset)).output[0]
+    return json.loads(Path(summary).read_text()).get("features_digest")
 
 
 def shard_reports(name):
@@ -131,13 +177,12 @@ def n_examples():
 
 
 def folder(name):
-    try:
-        return config["folders"][name]
-    except KeyError:
-        raise ValueError(
+    if name not in config.get("folders", {}):
+        config_error(
             f"features/{name}: no folder '{name}' in config.yaml folders "
             f"(configured: {sorted(config.get('folders', {}))})"
-        ) from None
+        )
+    return config["folders"][name]
 
 
 # --- stage 2 -------------------------------------------------------------------------------------
@@ -182,7 +227,7 @@ def run_dirs(wc):
 def report_entry(folder):
     reports = config["significance"]["reports"]
     if folder not in reports:
-        raise ValueError(
+        config_error(
             f"{folder}/report.md: no such report in config.yaml significance.reports "
             f"(configured: {sorted(reports)})"
         )

@@ -50,7 +50,9 @@ rule init_store:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("extract/cache.py", "extract/config.py", "extract/shard.py", "extract/__init__.py"),
+        code=code(
+            "extract/cache.py", "extract/config.py", "extract/shard.py", "extract/locking.py", "extract/__init__.py"
+        ),
         identity=lambda wc: canonical_json(identity(wc.dataset)),
         store=lambda wc, output: str(Path(output[0]).parent / "features.zarr"),
     shell:
@@ -64,6 +66,8 @@ rule extract_shard:
         store=f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
         annotations=lambda wc: annotation_files(wc.dataset),
         videos=lambda wc: dataset(wc.dataset)["videos"],
+        # rewritten when the store lost some of this shard's items or a video file changed (extract.repair)
+        health=shard_health,
     output:
         f"{CACHE}/{{dataset}}/{{xhash}}/shards/{{shard}}-of-{{nshards}}.json",
     log:
@@ -87,7 +91,7 @@ rule extract_shard:
         checkpoint=lambda wc: (
             f"--checkpoint {dataset(wc.dataset)['checkpoint']}" if dataset(wc.dataset).get("checkpoint") else ""
         ),
-        exts=lambda wc: ",".join(dataset(wc.dataset).get("video_exts", [".mp4", ".mkv", ".webm", ".avi", ".mov"])),
+        exts=lambda wc: ",".join(video_exts(wc.dataset)),
     shell:
         "python -m extract shard --store-json {input.store} --annotations {input.annotations} "
         "--videos {input.videos} {params.checkpoint} --shard {wildcards.shard} --n-shards {wildcards.nshards} "
@@ -96,8 +100,9 @@ rule extract_shard:
         "--exts {params.exts} --out {output} > {log} 2>&1"
 
 
-rule extract_summary:
-    """Merge the shard reports: counts, and every video that failed with its file and reason."""
+# a checkpoint: what depends on the features reads their digest from its output again after it ran
+checkpoint extract_summary:
+    """Merge the shard reports: counts, every video that failed with its file and reason, the features digest."""
     input:
         store=f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
         shards=lambda wc: shard_reports(wc.dataset),
@@ -154,7 +159,7 @@ rule extract_folder:
         decode_timeout_s=RUN["decode_timeout_s"],
         device=RUN["device"],
     params:
-        code=code("extract", "sdst/cli.py"),
+        code=code("extract"),
         out=lambda wc, output: str(Path(output[0]).parent),
         queries=lambda wc, input: f"--queries {input.queries}" if input.queries else "",
         checkpoint=lambda wc: (

@@ -11,7 +11,8 @@ localrules:
 rule train:
     """Train one seed; resumes from checkpoint_last.pt after an interruption."""
     input:
-        features=lambda wc: f"{xdir(wc.dataset)}/summary.json",
+        # ancient: a shard job that ran again re-trains only if the features changed (params.features)
+        features=ancient(lambda wc: f"{xdir(wc.dataset)}/summary.json"),
         annotations=lambda wc: annotation_files(wc.dataset),
     output:
         best="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
@@ -42,6 +43,7 @@ rule train:
     params:
         code=train_code,
         run=run_config,
+        features=features_digest,
         out=lambda wc, output: str(Path(output.best).parent),
     shell:
         "python -m sdst.train --run {params.run:q} --features {input.features} --out {params.out} "
@@ -53,7 +55,7 @@ rule predict:
     """Best checkpoint -> submission file for one reported split (+ its ground truth and coverage)."""
     input:
         ckpt="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
-        features=lambda wc: f"{xdir(wc.dataset)}/summary.json",
+        features=ancient(lambda wc: f"{xdir(wc.dataset)}/summary.json"),
     output:
         pred="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl",
         gt="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.gt.jsonl",
@@ -70,6 +72,7 @@ rule predict:
         device=config["train"]["device"],
     params:
         code=code("sdst/infer.py", "sdst/postprocess.py", "sdst/data.py", "sdst/checkpoint.py"),
+        features=features_digest,
     shell:
         "python -m sdst.infer --checkpoint {input.ckpt} --features {input.features} --split {wildcards.split} "
         "--device {resources.device} --out {output.pred} > {log} 2>&1"
