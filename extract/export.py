@@ -146,7 +146,7 @@ def export(store: str | Path, out: str | Path, fmt: str = "moment_detr", layer: 
     if unsafe_name(text_prefix or "x", suffix=""):
         raise ValueError(f"--text-prefix {text_prefix!r}: a file name prefix (no path separator)")
     t0 = time.perf_counter()
-    feats = open_features(store)
+    feats = open_features(store, warn=False)  # damage is reported below, item by item
     text_layer = layer if text_layer is None else text_layer
     vsel = parse_layer(layer, feats, "vision", "--layer")
     tsel = parse_layer(text_layer, feats, "text", "--text-layer")

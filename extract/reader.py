@@ -38,10 +38,10 @@ def store_path(path: str | Path) -> Path:
 class Features:
     """One store, opened once; see the module docstring."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, warn: bool = True):
         self.store = FeatureStore(store_path(path), mode="r")
         bad = [f"{ITEM[g]} '{k}'" for g, items in self.damaged.items() for k in sorted(items)]
-        if bad:  # listed by .damaged; .videos and .queries hold the sound items only
+        if bad and warn:  # listed by .damaged; .videos and .queries hold the sound items only
             warnings.warn(f"{self.store.path}: {len(bad)} damaged item(s) left out ({', '.join(bad[:5])}"
                           f"{', ...' if len(bad) > 5 else ''}); `.damaged` says what is wrong with each; "
                           "`python -m extract verify` marks them for re-extraction", stacklevel=3)
@@ -123,5 +123,6 @@ class Features:
                        f"extract with --layers including it")
 
 
-def open_features(path: str | Path) -> Features:
-    return Features(path)
+def open_features(path: str | Path, warn: bool = True) -> Features:
+    """``warn``: a warning names the damaged items found when opening (see :attr:`Features.damaged`)."""
+    return Features(path, warn)

@@ -313,8 +313,11 @@ def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers,
     def run_batch(pieces):
         nonlocal model_s, clips
         frames = np.concatenate([p[2] for p in pieces])
+        # every pass has batch_clips clips (the last one padded with copies): a clip's features then do not
+        # depend on which clips share its batch, so a resumed job writes the bits an uninterrupted one would
+        padded = np.concatenate([frames, np.repeat(frames[:1], batch_clips - len(frames), axis=0)])
         t0 = time.perf_counter()
-        feats = encode_clips(vision, frames, ident, dev)  # (K, B, D); .cpu() waits for the GPU
+        feats = encode_clips(vision, padded, ident, dev)[:, :len(frames)]  # (K, B, D); .cpu() waits for the GPU
         model_s += time.perf_counter() - t0
         clips += len(frames)
         offset = 0
