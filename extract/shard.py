@@ -184,13 +184,15 @@ def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, work
             raise RuntimeError(f"{path}: store identity {store.identity_hash} != {meta['identity_hash']}")
         if items is None:
             items = shard_items(annotations, shard, n_shards)
+        # the files as this job finds them (a file replaced while the job runs differs at the next check)
+        sources = _source_stats(videos, items[0], exts)
         try:
             report = _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers, batch_clips,
                                 timeout_s, device, exts, progress, t_start)
         finally:
             store.close()  # writes the finished items still buffered, also when a video or the model failed
     vids, queries = items
-    report["sources"] = _source_stats(videos, vids, exts)
+    report["sources"] = sources
     report["digest"] = shard_digest(store, vids, queries, report["videos"]["failed"])
     return report
 
@@ -203,8 +205,8 @@ def shard_digest(store, vids, queries, failed) -> str:
 
 
 def _source_stats(videos, vids, exts) -> dict[str, list[int]]:
-    """{vid: [size, mtime_ns]} of the shard's video files as they are now: what the workflow compares before the
-    next run to find replaced files (extract.repair)."""
+    """{vid: [size, mtime_ns]} of the shard's video files: what the workflow compares before the next run to find
+    replaced files (extract.repair)."""
     out = {}
     for vid in vids:
         path = find_video(videos, vid, exts)
