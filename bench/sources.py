@@ -22,16 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cache import drop_caches  # noqa: E402  (bench/cache.py)
 from extract.sources import ends_hash  # noqa: E402
-
-
-def drop_caches() -> bool:
-    try:
-        os.sync()
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def full_hash(path: Path) -> str:

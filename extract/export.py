@@ -183,26 +183,21 @@ def _write(feats: Features, stage: Path, info: dict, layers: tuple, folders: tup
     for sub in folders:
         (stage / sub).mkdir(parents=True)
     damaged = [f"{ITEM[g]} '{k}': {p}" for g, items in feats.damaged.items() for k, p in sorted(items.items())]
-    for vid in tqdm(feats.videos, desc="videos", unit="video", disable=not progress):
-        try:
-            v = select_layers(feats.video(vid), vsel).astype(np.float32)
-        except CacheError as err:
-            damaged.append(str(err))
-            continue
-        if damaged and not skip_damaged:
-            continue  # only checking from here on
-        info["bytes"] += _save(stage / video_dir / f"{vid}.npz", features=v)
-        info["v_feat_dim"], info["videos"] = v.shape[1], info["videos"] + 1
-    for qid in tqdm(feats.queries, desc="queries", unit="query", disable=not progress):
-        try:
-            t = select_layers(feats.query(qid), tsel).astype(np.float32)
-        except CacheError as err:
-            damaged.append(str(err))
-            continue
-        if damaged and not skip_damaged:
-            continue
-        info["bytes"] += _save(stage / text_dir / f"{prefix}{qid}.npz", last_hidden_state=t, pooler_output=t[0])
-        info["t_feat_dim"], info["queries"] = t.shape[1], info["queries"] + 1
+    plan = (("videos", feats.videos, feats.video, vsel, lambda vid: stage / video_dir / f"{vid}.npz",
+             lambda x: {"features": x}, "v_feat_dim"),
+            ("queries", feats.queries, feats.query, tsel, lambda qid: stage / text_dir / f"{prefix}{qid}.npz",
+             lambda x: {"last_hidden_state": x, "pooler_output": x[0]}, "t_feat_dim"))
+    for group, keys, read, sel, path, arrays, dim in plan:
+        for key in tqdm(keys, desc=group, unit=ITEM[group], disable=not progress):
+            try:
+                x = select_layers(read(key), sel).astype(np.float32)
+            except CacheError as err:
+                damaged.append(str(err))
+                continue
+            if damaged and not skip_damaged:
+                continue  # only checking from here on
+            info["bytes"] += _save(path(key), **arrays(x))
+            info[dim], info[group] = x.shape[1], info[group] + 1
     if damaged and not skip_damaged:
         raise CacheError(f"{feats.store.path}: {len(damaged)} damaged item(s), nothing exported: "
                          + "; ".join(damaged[:5]) + (f"; and {len(damaged) - 5} more" if len(damaged) > 5 else "")
