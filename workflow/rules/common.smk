@@ -12,8 +12,9 @@ if str(ROOT) not in sys.path:
 # Jobs run `python -m extract ...` / `python -m sdst.*` from the working directory: they must import this
 # workflow's code (the code the fingerprints below were computed from), not another checkout installed in the
 # environment. Jobs inherit this process's environment, locally and in a cluster job's own Snakemake.
+# (set, not required: nothing for the envvars directive to assert)
 _paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
-os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *_paths])
+os.environ.update(PYTHONPATH=os.pathsep.join([str(ROOT), *_paths]))
 
 from extract.cache import canonical_json, identity_hash  # noqa: E402
 from extract.config import FEATURE_KEYS, check_layers, extraction_identity  # noqa: E402
