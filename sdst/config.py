@@ -202,10 +202,11 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
     cfg = model_config(arch, params)
 
     top = {k: v for k, v in config["train"].items() if k not in ("seeds", "datasets")}
+    per_ds_train = {k: v for k, v in config["train"].get("datasets", {}).get(dataset, {}).items() if k != "seeds"}
     train: dict = {}
     batch_key = "train.batch_size"
-    for where, values in (("train", top), (f"train.datasets.{dataset}", config["train"].get("datasets", {})
-                                           .get(dataset, {})), ("--set train", sets.get("train", {}))):
+    for where, values in (("train", top), (f"train.datasets.{dataset}", per_ds_train),
+                          ("--set train", sets.get("train", {}))):
         check_values(TrainConfig, values, where)
         for k, v in values.items():  # loss and matcher merge key by key; the rest replace
             train[k] = {**train.get(k, {}), **v} if k in ("loss", "matcher") else v
@@ -233,6 +234,13 @@ def _check_batch(tcfg, arch: str, key: str) -> None:
         raise ConfigValueError(f"{key} {tcfg.batch_size}: the video-level alignment loss (Eq. 21, λ_align_video "
                                f"{align:g}) contrasts each query with the other videos of its batch and is always 0 "
                                "with one; use batch_size >= 2 or set train.loss.align_video: 0")
+
+
+def dataset_seeds(config: dict, dataset: str) -> list[int]:
+    """Seeds of the runs on ``dataset``: ``train.datasets.<dataset>.seeds`` when set (a comparison that needs more
+    seeds than the others, issue 21: at least 5), else ``train.seeds``. Seeds are which runs exist, not part of a
+    run's configuration (each run has its own ``seed``)."""
+    return list(config["train"].get("datasets", {}).get(dataset, {}).get("seeds", config["train"]["seeds"]))
 
 
 def load_config(path: str | Path) -> dict:

@@ -185,3 +185,23 @@ def test_conda_envs_cover_the_dependencies():
             items = dep["pip"] if isinstance(dep, dict) else [dep]
             listed |= {re.split(r"[<>=!~\[ ]", d)[0].lower() for d in items}
     assert names <= listed, names - listed
+
+
+def test_dataset_seeds_report_guard_and_offsets_figures_are_planned(tmp_path):
+    """A dataset's own seeds decide its runs and the checkpoint of its offsets figures (the first seed); a report
+    builds the offsets figures of its SDST-family models only, and refuses a dataset with fewer seeds than its
+    min_seeds."""
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["train"]["datasets"]["demo"]["seeds"] = [3, 7]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/demo/significance/report.md"
+    jobs = planned(ROOT, tmp_path, target)
+    assert jobs["train"] == 8 and jobs["diagnose_offsets"] == 2  # 4 models x 2 seeds; sdst and sdst_defca
+    out = snakemake(ROOT, tmp_path, "-n", target).stdout
+    assert "/seed7/" in out and "/seed0/" not in out
+    assert re.search(r"input: results/demo/sdst_defca/seed3/checkpoint_best.pt, cache/demo/\w+/summary.json", out)
+    cfg["significance"]["reports"]["results/demo/significance"]["min_seeds"] = 3
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(ROOT, tmp_path, "-n", target, check=False)
+    assert proc.returncode != 0
+    assert "dataset 'demo' has 2 seeds, the report asks for at least 3" in proc.stdout + proc.stderr

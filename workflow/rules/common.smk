@@ -18,7 +18,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join([str(ROOT), *_paths]))
 
 from extract.cache import canonical_json, identity_hash  # noqa: E402
 from extract.config import FEATURE_KEYS, check_layers, extraction_identity  # noqa: E402
-from sdst.config import resolve_run, run_identity, train_sources  # noqa: E402
+from sdst.config import dataset_seeds, resolve_run, run_identity, train_sources  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]
 
@@ -140,7 +140,7 @@ def shard_reports(name):
 def check_hash(wc):
     """Guard against targets naming a stale cache folder (the config changed since they were written)."""
     if wc.xhash != xhash(wc.dataset):
-        raise ValueError(
+        config_error(
             f"{CACHE}/{wc.dataset}/{wc.xhash}: not the current extraction configuration of '{wc.dataset}' "
             f"(that is {xhash(wc.dataset)})"
         )
@@ -162,11 +162,13 @@ def dataset_checks(wc):
 
 
 def all_targets():
-    """results/{dataset}/metrics.json, the summary (table, extraction) and the example figures per dataset."""
+    """results/{dataset}/metrics.json, the summary (table, extraction), the example figures per dataset and the
+    offsets figure of each SDST-family model (paper Fig. 4)."""
     out = []
     for d in config["evaluate"]["datasets"]:
         out += [f"results/{d}/metrics.json", f"results/{d}/summary.md"]
         out += [f"results/{d}/{m}/examples/{i}.png" for m in summary_models() for i in range(n_examples())]
+        out += [offsets_figure(d, m) for m in summary_models() if has_offsets(d, m)]
     return out
 
 
@@ -175,7 +177,7 @@ def summary_models():
     models = config["evaluate"].get("models") or [config["model"]["default"]]
     unknown = [m for m in models if m not in config["model"]["variants"]]
     if unknown:
-        raise ValueError(f"evaluate.models: {unknown} are not among model.variants")
+        config_error(f"config.yaml evaluate.models: {unknown} are not among model.variants")
     return list(dict.fromkeys([config["model"]["default"], *models]))
 
 
@@ -193,7 +195,9 @@ def folder(name):
 
 
 # --- stage 2 -------------------------------------------------------------------------------------
-SEEDS = config["train"]["seeds"]
+def seeds(ds):
+    """The seeds trained on a dataset: train.datasets.<ds>.seeds, else train.seeds."""
+    return dataset_seeds(config, ds)
 
 
 def train_code(wc):
@@ -227,7 +231,33 @@ def eval_type(ds):
 
 
 def run_dirs(wc):
-    return [f"results/{wc.dataset}/{wc.model}/seed{s}" for s in SEEDS]
+    return [f"results/{wc.dataset}/{wc.model}/seed{s}" for s in seeds(wc.dataset)]
+
+
+def has_offsets(ds, model):
+    """Whether a variant reads the video through deformable attention (RDSA or deformable CA), i.e. has the
+    offsets of the paper's Fig. 4 (sdst.diagnose)."""
+    run = resolve_run(config, ds, model, 0)["model"]
+    params = run["params"]
+    return (
+        run["arch"] == "sdst"
+        and params["sparse_attention"] in ("rdsa", "deformable_ca")
+        and "deform" in params["sparse_order"]
+    )
+
+
+def offsets_figure(ds, model):
+    return f"results/{ds}/{model}/diagnose/offsets.png"
+
+
+def diagnose_checkpoint(wc):
+    """The first seed's best checkpoint of an SDST-family model (input of rule diagnose_offsets)."""
+    if not has_offsets(wc.dataset, wc.model):
+        config_error(
+            f"{offsets_figure(wc.dataset, wc.model)}: model '{wc.model}' has no deformable attention "
+            "(the offsets diagnostic is for arch sdst with sparse_attention rdsa or deformable_ca)"
+        )
+    return f"results/{wc.dataset}/{wc.model}/seed{seeds(wc.dataset)[0]}/checkpoint_best.pt"
 
 
 # --- stage 3 -------------------------------------------------------------------------------------
@@ -243,7 +273,32 @@ def report_entry(folder):
 
 def report_inputs(wc):
     spec = report_entry(wc.folder)
+    for d in spec["datasets"]:
+        dataset(d)  # a clear error for a dataset the report names but config.yaml does not (yet) configure
+        have, need = len(seeds(d)), spec.get("min_seeds", 1)
+        if have < need:
+            config_error(
+                f"{wc.folder}/report.md: dataset '{d}' has {have} seeds, the report asks for at least {need} "
+                f"(config.yaml: train.datasets.{d}.seeds)"
+            )
     return [f"results/{d}/{m}/metrics.json" for d in spec["datasets"] for m in spec["models"]]
+
+
+def report_offsets(wc):
+    """The offsets figures (and their JSON beside them) of the report's SDST-family models (first seed)."""
+    spec = report_entry(wc.folder)
+    figures = [offsets_figure(d, m) for d in spec["datasets"] for m in spec["models"] if has_offsets(d, m)]
+    return [f.removesuffix(".png") + ".json" for f in figures] + figures
+
+
+def report_ground_truth(wc):
+    """Each dataset's headline-split annotations: the GT windows counted per length range."""
+    spec = report_entry(wc.folder)
+    return {d: dataset(d)["annotations"][report_splits(d)[0]] for d in spec["datasets"]}
+
+
+def report_gt_options(wc):
+    return " ".join(f"--gt {d}={path}" for d, path in report_ground_truth(wc).items())
 
 
 def report_spec(folder):

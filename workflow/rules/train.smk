@@ -207,8 +207,8 @@ rule dataset_summary:
 rule examples:
     """One-video prediction figures of the first queries of the headline split (first seed's predictions)."""
     input:
-        pred=lambda wc: f"results/{wc.dataset}/{wc.model}/seed{SEEDS[0]}/predictions_{report_splits(wc.dataset)[0]}.jsonl",
-        gt=lambda wc: f"results/{wc.dataset}/{wc.model}/seed{SEEDS[0]}/predictions_{report_splits(wc.dataset)[0]}.jsonl.gt.jsonl",
+        pred=lambda wc: f"results/{wc.dataset}/{wc.model}/seed{seeds(wc.dataset)[0]}/predictions_{report_splits(wc.dataset)[0]}.jsonl",
+        gt=lambda wc: f"results/{wc.dataset}/{wc.model}/seed{seeds(wc.dataset)[0]}/predictions_{report_splits(wc.dataset)[0]}.jsonl.gt.jsonl",
     output:
         [
             report(
@@ -233,3 +233,38 @@ rule examples:
     shell:
         "python -m sdst.plots examples --pred {input.pred} --gt {input.gt} --clip-len {params.clip_len} "
         "--out {output} > {log} 2>&1"
+
+
+rule diagnose_offsets:
+    """Where the deformable offsets point (paper Fig. 4): d_q = sum_p A_qp Delta_qp per level and head, relative
+    to the reference's width, over the headline split, from the first seed's best checkpoint (sdst.diagnose)."""
+    input:
+        ckpt=diagnose_checkpoint,
+        features=ancient(lambda wc: f"{xdir(wc.dataset)}/summary.json"),
+    output:
+        png=report(
+            "results/{dataset}/{model}/diagnose/offsets.png",
+            caption="../report/offsets.rst",
+            category="Diagnostics",
+            subcategory="{dataset}",
+            labels={"figure": "{model}, deformable offsets"},
+        ),
+        json="results/{dataset}/{model}/diagnose/offsets.json",
+    log:
+        "logs/diagnose/{dataset}/{model}.log",
+    conda:
+        "../../envs/sdst.yaml"
+    threads: max(config["train"]["threads"], 1)
+    resources:
+        gpu=gpus(config["train"]["device"]),
+        mem_mb=job_mem_mb("predict"),
+        runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 60,
+        device=config["train"]["device"],
+    params:
+        code=code("sdst/diagnose.py", "sdst/data.py", "sdst/checkpoint.py", "sdst/postprocess.py"),
+        features=features_digest,
+        split=lambda wc: report_splits(wc.dataset)[0],
+        out=lambda wc, output: str(Path(output.png).parent),
+    shell:
+        "python -m sdst.diagnose --checkpoint {input.ckpt} --features {input.features} --split {params.split} "
+        "--device {resources.device} --out {params.out} > {log} 2>&1"
