@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdst.cli import exits_on_bad_input
+from extract.cli import exits_on_bad_input
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 # "Beyond the ends" in the figure and the report: by more than this many half-widths (5 % of the moment's width).
