@@ -244,12 +244,22 @@ def import_features(store: FeatureStore, videos: dict, queries: dict, texts=None
         _import_group(store, group, todo, report, texts, durations, token_check, tqdm, progress)
     store.flush()
     report["seconds"] = time.perf_counter() - t0
-    failed = report["videos"]["failed"]
-    report["digest"] = shard_digest(store, list(videos), list(queries), failed)
-    report["sources_digest"] = hashlib.sha1(canonical_json(
-        {g: {k: [s.get("sha256") for s in (store.entry(g, k).attrs.get("sources") or [])] if store.entry(g, k) else None
-             for k in items} for g, items in (("videos", videos), ("queries", queries))}).encode()).hexdigest()[:16]
+    # what training depends on: the stored content, the videos and (here) the query files that failed
+    report["digest"] = canonical_json([shard_digest(store, list(videos), list(queries), report["videos"]["failed"]),
+                                       sorted(str(f["qid"]) for f in report["queries"]["failed"])])
+    report["sources_digest"] = sources_digest(store, videos, queries, report)
     return report
+
+
+def sources_digest(store, videos, queries, report) -> str:
+    """A fingerprint of the source files: each item's files' SHA-256s as recorded with its stored copy (checked
+    against the files above), None for an item whose files could not be imported."""
+    out = {}
+    for group, items, name in (("videos", videos, "vid"), ("queries", queries, "qid")):
+        failed = {str(f[name]) for f in report[group]["failed"]}
+        out[group] = {k: None if k in failed or store.entry(group, k) is None else
+                      [s.get("sha256") for s in store.entry(group, k).attrs.get("sources") or []] for k in items}
+    return hashlib.sha1(canonical_json(out).encode()).hexdigest()[:16]
 
 
 def _fail(report, group, key, file, reason) -> None:

@@ -78,3 +78,11 @@ def test_more_levels_than_the_store_holds_is_one_line_before_any_job(work):
     line = next(line for line in proc.stderr.splitlines() if line.startswith("error:"))
     assert ("model sdst_k6 reads levels [-6, -5, -4, -3, -2, -1] and needs 6 video and 6 text layers; dataset rel's "
             "store (imported [-5, -4, -3, -2, -1]) holds 5 and 5") in line
+
+
+def test_one_video_prediction_refuses_a_model_trained_on_imported_features(work):
+    from sdst.predict import Predictor
+
+    work, _ = work
+    with pytest.raises(ValueError, match="trained on imported features \\(sdst files, no backbone"):
+        Predictor(str(work / "results/rel/sdst/seed0/checkpoint_best.pt"), device="cpu")
