@@ -106,6 +106,8 @@ def check_dataset(name: str, ds: dict, generated: bool = False) -> dict:
         if not problems:
             found, missing = imported_problems(name, ds, queries)
             problems += found
+        else:  # the annotations are needed for the rest
+            problems += folder_problems(name, ds)
         if problems:
             raise DatasetCheckError(f"dataset '{name}' cannot be processed:\n  - " + "\n  - ".join(problems))
         return {"videos": len({q.vid for q in queries}), "missing_videos": missing}
@@ -157,6 +159,12 @@ def feature_folders(ds: dict) -> tuple[str, list[str], str]:
     return f["import"], videos, f["queries"]
 
 
+def folder_problems(name: str, ds: dict) -> list[str]:
+    _, dirs, qdir = feature_folders(ds)
+    return [f"features: folder {d} does not exist (datasets.{name}.features)" for d in dirs + [qdir]
+            if not Path(d).is_dir()]
+
+
 def imported_problems(name: str, ds: dict, queries) -> tuple[list[str], list[str]]:
     """(problems, missing video ids) of imported features against the annotations: missing video and query files,
     clip counts against durations, and QVHighlights relevant_clip_ids past a video's last clip (what crashes
@@ -168,8 +176,7 @@ def imported_problems(name: str, ds: dict, queries) -> tuple[list[str], list[str
     fmt, dirs, qdir = feature_folders(ds)
     lay, clip_len = LAYOUTS[fmt], float(ds["clip_len"])
     prefix = ds["features"].get("text_prefix", lay.text_prefix)
-    problems = [f"features: folder {d} does not exist (datasets.{name}.features)" for d in dirs + [qdir]
-                if not Path(d).is_dir()]
+    problems = folder_problems(name, ds)
     if problems:
         return problems, []
     present = [{e.name[:-4] for e in os.scandir(d) if e.name.endswith(".npz")} for d in dirs]
