@@ -23,6 +23,8 @@ COMMANDS = {
     "verify": ("extract.repair", "add_verify_args", "verify_main"),
     "videos": ("extract.folder", "add_args", "main"),
     "export": ("extract.export", "add_args", "main"),
+    "import": ("extract.importer", "add_args", "main"),
+    "compare": ("extract.compare", "add_args", "main"),
 }
 
 

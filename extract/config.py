@@ -1,7 +1,8 @@
 """What identifies a feature cache, and where its files live.
 
 The identity is every setting that changes the cached numbers: backbone and checkpoint, clip length,
-frames per clip, image size and resize, which layers, which pooling, text layers and length, the text
+frames per clip, the clip count rule (``clip_rule``: round | ceil, recorded only when not round), image size and
+resize, which layers, which pooling, text layers and length, the text
 encoder's tokenisation recipe (``extract.tokenizer``), the seed of a randomly initialised backbone, and
 :data:`extract.FEATURE_VERSION`. Its hash is part of the store path, so a new
 configuration builds a new store instead of silently mixing features. Settings under ``extract.run``
@@ -17,6 +18,7 @@ from pathlib import Path
 from extract import FEATURE_VERSION
 from extract.cache import identity_hash
 from extract.checkpoint import BACKBONES
+from extract.decode import CLIP_RULES
 from extract.tokenizer import recipe_for
 
 # keys of the `extract` config section that define the features (everything else lives in extract.run)
@@ -59,6 +61,11 @@ def extraction_identity(dataset: dict, extract: dict, where: dict | None = None)
                  checkpoint=checkpoint_identity(dataset.get("checkpoint")), clip_len=float(dataset["clip_len"]))
     if ident["checkpoint"] is not None:
         ident.pop("seed")  # the seed only matters for a randomly initialised backbone
+    rule = dataset.get("clip_rule", "round")
+    if rule not in CLIP_RULES:
+        raise ValueError(f"clip_rule {rule!r}: one of {', '.join(CLIP_RULES)}")
+    if rule != "round":  # recorded only when not the default, so caches made before the option keep their hash
+        ident["clip_rule"] = rule
     return ident
 
 

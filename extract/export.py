@@ -15,7 +15,12 @@ values to set in their configs.
 ``--video-dir``/``--text-dir`` name the two folders (lighthouse reads ``features/<dataset>/<feature>`` and
 ``features/<dataset>/clip_text``) and ``--text-prefix ''`` writes ``{qid}.npz`` (QD-DETR and CG-DETR for TACoS).
 
-Layers: an integer picks one cached layer by its configured name (-1 = the backbone's last block); ``mean``
+``--format sdst`` writes the layout of the SDST authors' release (``python -m extract import --format sdst`` reads
+it back bit for bit): ``DIR/vid_feats/{vid}.npz`` with ``visual_feats_interm_pooled`` (clips, layers, dim) and
+``DIR/txt_feats/{qid}.npz`` with ``text_feats`` (layers, tokens, dim), every cached layer in the cached order
+(shallow to deep, the final block last), ``--dtype`` float32 (default) or float16.
+
+Layers (moment_detr): an integer picks one cached layer by its configured name (-1 = the backbone's last block); ``mean``
 averages the cached layers; ``concat`` puts them side by side (dim x K, in the cached order).
 
 Safety: ids that are not plain file names (empty, ``.``/``..``, a path separator, a control character, over 255
@@ -40,7 +45,9 @@ import numpy as np
 from extract.cache import ITEM, CacheError
 from extract.reader import Features, open_features
 
-FORMATS = ("moment_detr",)
+FORMATS = ("moment_detr", "sdst")
+# per format: (video folder, query folder, query file prefix) inside --out
+FOLDERS = {"moment_detr": ("video", "text", "qid"), "sdst": ("vid_feats", "txt_feats", "")}
 STAGING, OLD = ".export-staging-", ".export-old-"
 
 
@@ -74,7 +81,9 @@ def parse_layer(layer: str, feats: Features, kind: str, flag: str):
 
 
 def select_layers(x: np.ndarray, layer) -> np.ndarray:
-    """(K, N, D) cached layers -> (N, D') as a :func:`parse_layer` value asks."""
+    """(K, N, D) cached layers -> (N, D') as a :func:`parse_layer` value asks (``all``: (K, N, D) as cached)."""
+    if layer == "all":
+        return x
     if layer == "mean":
         return x.mean(axis=0)
     if layer == "concat":
@@ -130,14 +139,23 @@ def _install(out: Path, stage: Path, folders: tuple[str, str]) -> None:
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def export(store: str | Path, out: str | Path, fmt: str = "moment_detr", layer: str = "-1",
-           text_layer: str | None = None, progress: bool = True, video_dir: str = "video", text_dir: str = "text",
-           text_prefix: str = "qid", skip_damaged: bool = False) -> dict:
+def export(store: str | Path, out: str | Path, fmt: str = "moment_detr", layer: str | None = None,
+           text_layer: str | None = None, progress: bool = True, video_dir: str | None = None,
+           text_dir: str | None = None, text_prefix: str | None = None, skip_damaged: bool = False,
+           dtype: str = "float32") -> dict:
     """Write the export; returns what export.json records (plus counts, bytes and seconds)."""
     from extract.locking import exclusive
 
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"--dtype {dtype!r}: float32 or float16")
+    video_dir, text_dir, text_prefix = (given if given is not None else default for given, default in
+                                        zip((video_dir, text_dir, text_prefix), FOLDERS[fmt]))
+    if fmt == "sdst" and (layer or text_layer) not in (None, "all"):
+        raise ValueError(f"--layer {layer or text_layer}: --format sdst writes every cached layer (the release's "
+                         "layer axis); pick layers when training on it (levels)")
+    layer = layer or ("all" if fmt == "sdst" else "-1")
     for flag, sub in (("--video-dir", video_dir), ("--text-dir", text_dir)):
         if unsafe_name(sub, suffix="") or sub.startswith(".export-"):
             raise ValueError(f"{flag} {sub!r}: a folder name inside --out")
@@ -148,8 +166,8 @@ def export(store: str | Path, out: str | Path, fmt: str = "moment_detr", layer: 
     t0 = time.perf_counter()
     feats = open_features(store, warn=False)  # damage is reported below, item by item
     text_layer = layer if text_layer is None else text_layer
-    vsel = parse_layer(layer, feats, "vision", "--layer")
-    tsel = parse_layer(text_layer, feats, "text", "--text-layer")
+    vsel = "all" if fmt == "sdst" else parse_layer(layer, feats, "vision", "--layer")
+    tsel = "all" if fmt == "sdst" else parse_layer(text_layer, feats, "text", "--text-layer")
     _check(feats, text_prefix)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -162,7 +180,9 @@ def export(store: str | Path, out: str | Path, fmt: str = "moment_detr", layer: 
                 "clip_len": feats.clip_len, "layer": layer, "text_layer": text_layer,
                 "vision_layers": feats.vision_layers, "text_layers": feats.text_layers,
                 "v_feat_dir": str(out / video_dir), "t_feat_dir": str(out / text_dir), "text_prefix": text_prefix,
-                "v_feat_dim": None, "t_feat_dim": None, "videos": 0, "queries": 0, "bytes": 0}
+                "v_feat_dim": None, "t_feat_dim": None, "videos": 0, "queries": 0, "bytes": 0, "dtype": dtype,
+                # [CLS] first in every store this project writes, unless imported files said otherwise
+                "cls_first": feats.identity.get("text_tokens", "cls") != "plain"}
         try:
             _write(feats, stage, info, (vsel, tsel), (video_dir, text_dir), skip_damaged, progress)
             info["seconds"] = round(time.perf_counter() - t0, 2)
@@ -183,21 +203,27 @@ def _write(feats: Features, stage: Path, info: dict, layers: tuple, folders: tup
     for sub in folders:
         (stage / sub).mkdir(parents=True)
     damaged = [f"{ITEM[g]} '{k}': {p}" for g, items in feats.damaged.items() for k, p in sorted(items.items())]
-    plan = (("videos", feats.videos, feats.video, vsel, lambda vid: stage / video_dir / f"{vid}.npz",
-             lambda x: {"features": x}, "v_feat_dim"),
+    if info["format"] == "sdst":  # the release's arrays: video (clips, layers, dim), query (layers, tokens, dim)
+        video_arrays, query_arrays = (lambda x: {"visual_feats_interm_pooled": x.transpose(1, 0, 2)},
+                                      lambda x: {"text_feats": x})
+    else:  # pooler_output is the [CLS] row: only where [CLS] comes first
+        video_arrays = lambda x: {"features": x}  # noqa: E731
+        query_arrays = lambda x: {"last_hidden_state": x, **({"pooler_output": x[0]} if info["cls_first"] else {})}  # noqa: E731
+    plan = (("videos", feats.videos, feats.video, vsel, lambda vid: stage / video_dir / f"{vid}.npz", video_arrays,
+             "v_feat_dim"),
             ("queries", feats.queries, feats.query, tsel, lambda qid: stage / text_dir / f"{prefix}{qid}.npz",
-             lambda x: {"last_hidden_state": x, "pooler_output": x[0]}, "t_feat_dim"))
+             query_arrays, "t_feat_dim"))
     for group, keys, read, sel, path, arrays, dim in plan:
         for key in tqdm(keys, desc=group, unit=ITEM[group], disable=not progress):
             try:
-                x = select_layers(read(key), sel).astype(np.float32)
+                x = select_layers(read(key), sel).astype(info["dtype"])
             except CacheError as err:
                 damaged.append(str(err))
                 continue
             if damaged and not skip_damaged:
                 continue  # only checking from here on
             info["bytes"] += _save(path(key), **arrays(x))
-            info[dim], info[group] = x.shape[1], info[group] + 1
+            info[dim], info[group] = x.shape[-1], info[group] + 1
     if damaged and not skip_damaged:
         raise CacheError(f"{feats.store.path}: {len(damaged)} damaged item(s), nothing exported: "
                          + "; ".join(damaged[:5]) + (f"; and {len(damaged) - 5} more" if len(damaged) > 5 else "")
@@ -209,15 +235,21 @@ def _write(feats: Features, stage: Path, info: dict, layers: tuple, folders: tup
 def add_args(p) -> None:
     p.add_argument("--store", required=True, help="a store: `python -m extract videos` output, a pipeline cache "
                                                   "folder, or features.zarr itself")
-    p.add_argument("--format", default="moment_detr", choices=FORMATS)
-    p.add_argument("--layer", default="-1", help="vision layer: an integer (-1 = last block), mean or concat")
+    p.add_argument("--format", default="moment_detr", choices=FORMATS,
+                   help="moment_detr (video/{vid}.npz, text/qid{qid}.npz) or sdst (the SDST release: "
+                        "vid_feats/{vid}.npz, txt_feats/{qid}.npz, every cached layer)")
+    p.add_argument("--layer", default=None, help="vision layer: an integer (-1 = last block, the default), mean or "
+                                                 "concat (moment_detr only)")
     p.add_argument("--text-layer", default=None, help="text layer (default: as --layer)")
-    p.add_argument("--out", required=True, help="output folder (video/, text/, export.json)")
-    p.add_argument("--video-dir", default="video", help="folder name of the video files inside --out "
-                                                          "(lighthouse: the feature name, e.g. clip)")
-    p.add_argument("--text-dir", default="text", help="folder name of the query files (lighthouse: clip_text)")
-    p.add_argument("--text-prefix", default="qid", help="query file name prefix: qid{qid}.npz; '' gives {qid}.npz "
-                                                        "(what CG-DETR reads for TACoS)")
+    p.add_argument("--out", required=True, help="output folder (the two folders and export.json)")
+    p.add_argument("--video-dir", default=None, help="folder name of the video files inside --out (default video, "
+                                                     "sdst vid_feats; lighthouse: the feature name, e.g. clip)")
+    p.add_argument("--text-dir", default=None, help="folder name of the query files (default text, sdst txt_feats; "
+                                                    "lighthouse: clip_text)")
+    p.add_argument("--text-prefix", default=None, help="query file name prefix (default qid: qid{qid}.npz; sdst: ''); "
+                                                       "'' gives {qid}.npz (what CG-DETR reads for TACoS)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                   help="dtype of the arrays written (the store holds float16, so float16 loses nothing)")
     p.add_argument("--skip-damaged", action="store_true",
                    help="export what is sound and list the damaged items in export.json (default: fail on any)")
     p.add_argument("--no-progress", action="store_true")
@@ -225,7 +257,14 @@ def add_args(p) -> None:
 
 def main(args) -> int:
     info = export(args.store, args.out, args.format, args.layer, args.text_layer, not args.no_progress,
-                  args.video_dir, args.text_dir, args.text_prefix, args.skip_damaged)
+                  args.video_dir, args.text_dir, args.text_prefix, args.skip_damaged, args.dtype)
+    if info["format"] == "sdst":
+        print(f"{args.out}: {info['videos']} videos, {info['queries']} queries in the SDST release's layout "
+              f"(layers {info['vision_layers']} / {info['text_layers']}, {info['v_feat_dim']}-d / {info['t_feat_dim']}-d,"
+              f" {info['dtype']}), {info['bytes'] / 2**20:.1f} MiB in {info['seconds']} s")
+        for item in info["skipped"]:
+            print(f"  SKIPPED (damaged) {item}")
+        return 0
     flags = f"--v_feat_dirs {info['v_feat_dir']} --v_feat_dim {info['v_feat_dim']} --clip_length {info['clip_len']:g}"
     if info["queries"]:
         flags += f" --t_feat_dir {info['t_feat_dir']} --t_feat_dim {info['t_feat_dim']}"

@@ -109,20 +109,21 @@ def _check_writable(out: Path) -> None:
         raise ValueError(f"{out}: cannot write the output here ({err.strerror or err}); choose another --out") from None
 
 
-def folder_identity(backbone: str, checkpoint: str | None, clip_len: float, **overrides) -> dict:
+def folder_identity(backbone: str, checkpoint: str | None, clip_len: float, clip_rule: str = "round",
+                    **overrides) -> dict:
     """The extraction identity of a folder run: the pipeline's function with the defaults above."""
     from extract.config import extraction_identity
 
     unknown = set(overrides) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown extraction settings: {sorted(unknown)}")
-    return extraction_identity({"backbone": backbone, "checkpoint": checkpoint, "clip_len": clip_len},
-                               {**DEFAULTS, **overrides}, where={"vision_layers": "--layers"})
+    return extraction_identity({"backbone": backbone, "checkpoint": checkpoint, "clip_len": clip_len,
+                                "clip_rule": clip_rule}, {**DEFAULTS, **overrides}, where={"vision_layers": "--layers"})
 
 
 def extract_folder(videos: str | Path, out: str | Path, queries: str | Path | None = None, backbone: str = "1b",
                    checkpoint: str | None = None, clip_len: float = 2.0, shard: int = 0, n_shards: int = 1,
-                   exts=DEFAULT_EXTS, progress: bool = True, **run) -> dict:
+                   exts=DEFAULT_EXTS, progress: bool = True, clip_rule: str = "round", **run) -> dict:
     """Extract a folder into ``out`` (see the module docstring); returns the summary. ``run``: workers,
     batch_clips, timeout_s, device, threads, flush_items, flush_seconds of :func:`extract.shard.run_shard`;
     settings of the features (``DEFAULTS`` keys) may be given too."""
@@ -134,7 +135,7 @@ def extract_folder(videos: str | Path, out: str | Path, queries: str | Path | No
         raise ValueError("--backbone 1b needs --checkpoint (InternVideo2-stage2_1b-224p-f4.pt); only the tiny "
                          "test backbone runs without one")
     feature_settings = {k: run.pop(k) for k in list(run) if k in DEFAULTS}
-    identity = folder_identity(backbone, checkpoint, clip_len, **feature_settings)  # checks the layers too
+    identity = folder_identity(backbone, checkpoint, clip_len, clip_rule, **feature_settings)  # checks layers too
     out = Path(out)
     files = list_videos(videos, exts)
     query_items = read_queries(queries) if queries is not None else {}
@@ -163,6 +164,9 @@ def add_args(p) -> None:
     p.add_argument("--checkpoint", default=None, help="InternVideo2 checkpoint, e.g. InternVideo2-stage2_1b-224p-f4.pt")
     p.add_argument("--clip-len", type=float, default=2.0,
                    help="seconds per clip (2 for QVHighlights and TACoS features, 1 for Charades-STA)")
+    p.add_argument("--clip-rule", default="round", choices=["round", "ceil"],
+                   help="clips of a d-second video: round(d / clip-len) (default) or ceil(d / clip-len), the rule of "
+                        "the SDST authors' released features (README \"Feature extraction\")")
     p.add_argument("--layers", default=None,
                    help="vision layers to keep, comma-separated (default -4,-3,-2,-1: the last four blocks)")
     p.add_argument("--pooling", default=None, choices=["attn", "mean", "cls"],
@@ -196,7 +200,7 @@ def main(args) -> int:
         settings["pooling"] = args.pooling
     summary = extract_folder(
         args.videos, args.out, queries=args.queries, backbone=args.backbone, checkpoint=args.checkpoint,
-        clip_len=args.clip_len, shard=args.shard, n_shards=args.n_shards, progress=not args.no_progress,
+        clip_len=args.clip_len, clip_rule=args.clip_rule, shard=args.shard, n_shards=args.n_shards, progress=not args.no_progress,
         exts=tuple(e if e.startswith(".") else "." + e for e in args.exts.split(",") if e), workers=args.workers,
         batch_clips=args.batch_clips, timeout_s=args.timeout, device=args.device, threads=args.threads,
         flush_items=args.flush_items, **settings)

@@ -97,6 +97,45 @@ def prepare(cache: str | Path, shard: int, n_shards: int, items, videos, exts) -
     return str(path)
 
 
+def import_problems(cache: str | Path, items) -> list[str]:
+    """What makes a finished import (``<cache>/import.json``, extract.importer) untrue: an item it imported is missing
+    or truncated in the store, or a source file was replaced, removed or has appeared (compared by size and mtime
+    with what the report recorded). ``items()`` gives ({vid: [files]}, {qid: file}) as the import reads them."""
+    cache = Path(cache)
+    report_path = cache / "import.json"
+    store = _store(str(cache / "features.zarr")) if report_path.is_file() else None
+    if store is None:
+        return []
+    report = json.loads(report_path.read_text())
+    videos, queries = items()
+    found = []
+    for group, files_of, name in (("videos", videos, "vid"), ("queries", {k: [f] for k, f in queries.items()}, "qid")):
+        failed = {str(f[name]) for f in report[group]["failed"]}
+        recorded = report.get("sources", {}).get(group, {})
+        for key, files in files_of.items():
+            problem = None if key in failed else store.problem(group, key)
+            if problem is not None:
+                found.append(f"{ITEM[group]} '{key}': {'missing from the store' if problem == ABSENT else problem}")
+            if [[f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()] != recorded.get(key, []):
+                found.append(f"{ITEM[group]} '{key}': its file changed, appeared or went since the import")
+    return found
+
+
+def prepare_import(cache: str | Path, items) -> str:
+    """The import job's health file ``<cache>/import.health``, rewritten when :func:`import_problems` finds
+    something (so Snakemake runs the import again, which re-imports exactly those items)."""
+    path = Path(cache) / "import.health"
+    found = import_problems(cache, items)
+    if found or not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"marked_ns": time.time_ns(), "reasons": found}, indent=1) + "\n" if found
+                        else "{}\n")
+    if found:
+        print(f"{cache}: the import runs again for {len(found)} item(s): " + "; ".join(found[:3])
+              + (f"; and {len(found) - 3} more" if len(found) > 3 else ""), file=sys.stderr)
+    return str(path)
+
+
 def mark_damaged(store_path: str | Path, damaged: dict[str, dict[str, str]], store: FeatureStore) -> list[str]:
     """After ``verify``: mark every finished shard (``shards/<i>-of-<n>.json`` beside the store) that holds a
     damaged item, so that the next workflow run or ``python -m extract videos`` run re-extracts it. Returns the
@@ -117,6 +156,10 @@ def mark_damaged(store_path: str | Path, damaged: dict[str, dict[str, str]], sto
         if reasons:
             mark(cache, shard, n_shards, reasons)
             marked.append(f"{shard}/{n_shards}")
+    if (cache / "import.json").is_file() and any(damaged.values()):  # an imported store: its one import job
+        (cache / "import.health").write_text(json.dumps({"marked_ns": time.time_ns(), "reasons": [
+            f"{ITEM[g]} '{k}': {p}" for g, items in damaged.items() for k, p in items.items()]}, indent=1) + "\n")
+        marked.append("import")
     return marked
 
 

@@ -296,7 +296,8 @@ def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers,
         report["queries"]["extracted"] = len(todo_queries)
 
     spec = DecodeSpec(clip_len=ident["clip_len"], frames_per_clip=ident["frames_per_clip"],
-                      size=ident["image_size"], resize=ident["resize"], chunk_clips=batch_clips)
+                      size=ident["image_size"], resize=ident["resize"], chunk_clips=batch_clips,
+                      clip_rule=ident.get("clip_rule", "round"))
     items, state = [], {}
     for vid in todo_vids:
         path = find_video(videos, vid, exts)
@@ -417,6 +418,9 @@ def write_summary(meta: dict, reports: list[dict], out: str | Path) -> dict:
         "videos": {k: sum(r["videos"][k] for r in reports) for k in ("total", "already_complete", "extracted")},
         "queries": {k: sum(r["queries"][k] for r in reports) for k in ("total", "already_complete", "extracted")},
         "failed_videos": failed,
+        # query files that could not be imported (extract.importer); training leaves their queries out
+        "failed_queries": sorted((f for r in reports for f in r["queries"].get("failed", [])),
+                                 key=lambda f: str(f["qid"])),
         "clamped_videos": sorted(v for r in reports for v in r["videos"].get("clamped", [])),
         "damaged_reextracted": [d for r in reports for d in r.get("damaged", [])],
         "changed_reextracted": [d for r in reports for d in r.get("changed", [])],
@@ -434,4 +438,6 @@ def write_summary(meta: dict, reports: list[dict], out: str | Path) -> dict:
           f"already complete, {v['failed']} failed), {summary['queries']['total']} queries")
     for f in failed:
         print(f"  FAILED {f['vid']} ({f['file']}): {f['reason']}")
+    for f in summary["failed_queries"]:
+        print(f"  FAILED query {f['qid']} ({f['file']}): {f['reason']}")
     return summary

@@ -32,9 +32,22 @@ def ends_hash(path: str | Path, size: int | None = None) -> str:
     return digest.hexdigest()[:32]
 
 
-def file_identity(path: str | Path) -> dict:
-    """{size, mtime_ns, ends}: what a video item records about its source file."""
+def whole_hash(path: str | Path) -> str:
+    """SHA-256 of the whole file: imported feature files (``extract.importer``) are small (a QVHighlights video of
+    the SDST release is ~1 MB), so their checksum covers every byte."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+def file_identity(path: str | Path, whole: bool = False) -> dict:
+    """{size, mtime_ns, ends}: what a video item records about its source file; ``whole``: {size, mtime_ns, sha256}
+    of every byte instead (an imported feature file)."""
     st = os.stat(path)
+    if whole:
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": whole_hash(path)}
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ends": ends_hash(path, st.st_size)}
 
 
@@ -47,6 +60,10 @@ def source_change(recorded: dict | None, path: str | Path) -> str | None:
     if st.st_size != recorded["size"]:
         return f"source file changed: {recorded['size']} bytes when extracted, {st.st_size} now"
     if st.st_mtime_ns == recorded["mtime_ns"]:
+        return None
+    if "sha256" in recorded:
+        if whole_hash(path) != recorded["sha256"]:
+            return "source file changed: same size, other content (SHA-256 differs)"
         return None
     if ends_hash(path, st.st_size) != recorded["ends"]:
         return "source file changed: same size, other content (first/last MiB differ)"

@@ -216,13 +216,40 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
     _check_batch(tcfg, arch, batch_key)
 
     ds = config["datasets"][dataset]
-    data = {k: copy.deepcopy(ds[k]) for k in ("annotations", "clip_len", "saliency", "splits", "backbone")}
+    data = {k: copy.deepcopy(ds[k]) for k in ("annotations", "clip_len", "saliency", "splits")}
+    data["backbone"] = ds.get("backbone", "1b")  # imported features (datasets.<d>.features) need not name one
     data["name"] = dataset
     data["eval_type"] = "qvh" if ds["saliency"] == "qvh" else "mr"
     if tcfg.select_metrics is None:
         tcfg.select_metrics = SELECT_METRICS[data["eval_type"]]
     return {"model": {"name": model, "arch": arch, "params": dataclasses.asdict(cfg)},
             "train": dataclasses.asdict(tcfg), "data": data, "seed": int(seed)}
+
+
+def layers_needed(model: dict) -> tuple[int, int]:
+    """(video, text) cached layers a resolved run's model reads at least: its levels name them from the end
+    (-1 = the last cached layer) or from the start (0 = the first), as the models index the cache."""
+    params = model["params"]
+    if "cache_level" in params:  # ActionFormer: one level each
+        video, text = [params["cache_level"]], [params.get("text_level", params["cache_level"])]
+        text = [t if t is not None else params["cache_level"] for t in text]
+    else:
+        video, text = list(params["levels"]), list(params.get("text_levels") or params["levels"])
+    need = lambda levels: max(-lv if lv < 0 else lv + 1 for lv in levels)  # noqa: E731
+    return need(video), need(text)
+
+
+def check_layers_held(run: dict, video_layers: int, text_layers: int, where: str) -> None:
+    """One line when the store (``where``) holds fewer cached layers than the run's model reads (e.g. K = 5 levels
+    of the paper's Fig. 3 on a store of the last 4 layers)."""
+    need_v, need_t = layers_needed(run["model"])
+    if need_v > video_layers or need_t > text_layers:
+        p = run["model"]["params"]
+        levels = p.get("levels", p.get("cache_level"))
+        raise ValueError(f"model {run['model']['name']} reads levels {levels} and needs {need_v} video and {need_t} "
+                         f"text layers; {where} holds {video_layers} and {text_layers}: cache more layers "
+                         "(extract.vision_layers / text_layers, e.g. [-5, -4, -3, -2, -1]; the SDST release has 5) "
+                         "or use fewer levels")
 
 
 def _check_batch(tcfg, arch: str, key: str) -> None:

@@ -65,7 +65,7 @@ def run_split(checkpoint: str, features: str, split: str, out: str, device: str 
     info = cache_info(features)
     queries = load_annotations(data["annotations"][split], require_labels=True)
     ds = FeatureDataset(queries, info.store, data["clip_len"], data["saliency"], min_clips=0,
-                        preload=False, failed=info.failed)
+                        preload=False, failed=info.failed, failed_queries=info.failed_queries)
     dev = resolve_device(device)
     model.to(dev)
     records = predict_records(model, ds, data["clip_len"], train["eval_batch_size"], dev, train["nms_sigma"],

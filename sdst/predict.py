@@ -63,6 +63,10 @@ class Predictor:
         if not self.ident:
             raise ValueError(f"{checkpoint}: carries no extraction configuration (trained on a cache without a "
                              f"summary identity), so its features cannot be recomputed for a new video")
+        if self.ident.get("import"):
+            raise ValueError(f"{checkpoint}: trained on imported features ({self.ident['import']} files, no backbone "
+                             "here to compute them for a new video); train on features extracted by this project "
+                             "to predict on new videos")
         if self.ident.get("checkpoint") and not backbone_checkpoint:
             raise ValueError(f"{checkpoint}: its features came from the {self.ident['backbone']} backbone "
                              f"checkpoint {self.ident['checkpoint']['name']}: pass it with --backbone-checkpoint")
@@ -93,7 +97,8 @@ class Predictor:
 
         spec = DecodeSpec(clip_len=self.ident["clip_len"], frames_per_clip=self.ident["frames_per_clip"],
                           size=self.ident["image_size"], chunk_clips=self.batch_clips,
-                          resize=self.ident.get("resize", "decoder"))  # caches made before the option: decoder
+                          resize=self.ident.get("resize", "decoder"),  # caches made before the option: decoder
+                          clip_rule=self.ident.get("clip_rule", "round"))
         feats, info, middles = [], {}, {}
         try:
             for kind, payload in iter_video_chunks(video, spec):

@@ -28,8 +28,8 @@ import torch
 from extract.devices import resolve_device
 from sdst.checkpoint import load_checkpoint, save_checkpoint
 from extract.cli import exits_on_bad_input
-from sdst.config import (LossConfig, MatcherConfig, canonical, load_config, parse_set, ranks_by_actionness, resolve_run,
-                         run_identity, with_runtime)
+from sdst.config import (LossConfig, MatcherConfig, canonical, check_layers_held, load_config, parse_set,
+                         ranks_by_actionness, resolve_run, run_identity, with_runtime)
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record, split_queries
 from sdst.evaluate import evaluate
 from sdst.infer import autocast_for, predict_records
@@ -156,7 +156,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     splits = split_queries(data)
     make = lambda qs, min_clips: FeatureDataset(  # noqa: E731
         qs, info.store, data["clip_len"], data["saliency"], min_clips=min_clips, preload=t["preload"],
-        failed=info.failed)
+        failed=info.failed, failed_queries=info.failed_queries)
     train_ds, select_ds = make(splits["train"], t["min_clips"]), make(splits["select"], 0)
     if len(train_ds) == 0 or len(select_ds) == 0:
         raise ValueError(f"no training ({len(train_ds)}) or selection ({len(select_ds)}) queries with features; "
@@ -164,6 +164,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     select_gt = [query_record(q) for q in select_ds.items]
     dims = {"video": info.video_dim, "text": info.text_dim, "layers": info.layers, "extraction": info.identity}
 
+    check_layers_held(run, info.layers, info.text_layers or info.layers, f"the store {info.store}")
     seed_everything(seed)
     model = build_model(run["model"]["arch"], run["model"]["params"], dims["video"], dims["text"], dims["layers"])
     fit_input_norms(model, train_ds)

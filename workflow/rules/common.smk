@@ -3,6 +3,7 @@ import functools
 import hashlib
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,7 +19,9 @@ os.environ.update(PYTHONPATH=os.pathsep.join([str(ROOT), *_paths]))
 
 from extract.cache import canonical_json, identity_hash  # noqa: E402
 from extract.config import FEATURE_KEYS, check_layers, extraction_identity  # noqa: E402
-from sdst.config import dataset_seeds, resolve_run, run_identity, train_sources  # noqa: E402
+from extract.importer import import_identity  # noqa: E402
+from sdst.config import check_layers_held, dataset_seeds, resolve_run, run_identity, train_sources  # noqa: E402
+from sdst.paper import run_protocol  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]
 
@@ -30,12 +33,34 @@ def config_error(message):
     raise SystemExit(2)
 
 
+def dataset_identity(ds):
+    """The identity of a dataset's feature store: its extraction (extract.config) or, for imported features
+    (`features:`), the import's (extract.importer: layout, layer names, token layout; the files are recorded per
+    item, not here)."""
+    if "features" in ds:
+        f = ds["features"]
+        videos = f["videos"] if isinstance(f["videos"], list) else [f["videos"]]
+        return import_identity(
+            f["import"],
+            ds["clip_len"],
+            f.get("layers"),
+            f.get("text_layers"),
+            f.get("text_tokens", "cls"),
+            f.get("dtype", "auto"),
+            videos,
+        )
+    return extraction_identity(ds, config["extract"])
+
+
 def _check_config():
     """Every variant and per-dataset value against its arch's dataclass, and every dataset's extraction layers
-    against its backbone, when the workflow loads: a typo is an error now, not when a job first runs."""
+    against its backbone (or its import options), when the workflow loads: a typo is an error now, not when a job
+    first runs."""
     try:
         for name, ds in config["datasets"].items():
-            check_layers(ds["backbone"], config["extract"])
+            if "features" not in ds:
+                check_layers(ds["backbone"], config["extract"])
+            dataset_identity(ds)
             for variant in config["model"]["variants"]:
                 resolve_run(config, name, variant, 0)
     except ValueError as err:
@@ -80,7 +105,12 @@ def dataset(name):
 
 
 def identity(name):
-    return extraction_identity(dataset(name), config["extract"])
+    return dataset_identity(dataset(name))
+
+
+def imported(name):
+    """Whether the dataset's features are imported files (`features:`) instead of extracted here."""
+    return "features" in dataset(name)
 
 
 def xhash(name):
@@ -119,6 +149,47 @@ def shard_health(wc):
     return _health(wc.dataset, int(wc.shard), int(wc.nshards))[0]
 
 
+@functools.lru_cache(maxsize=None)
+def _import_items(name):
+    from extract.checks import feature_folders
+    from extract.importer import items_from_folders
+
+    fmt, dirs, qdir = feature_folders(dataset(name))
+    prefix = dataset(name)["features"].get("text_prefix")
+    return items_from_folders(fmt, dirs, qdir, annotation_files(name), prefix)[:2]
+
+
+@functools.lru_cache(maxsize=None)
+def _import_health(name):
+    """(health file of the import job, whether it was marked now): extract.repair.prepare_import, once per DAG build."""
+    from extract.repair import prepare_import
+
+    before = Path(xdir(name), "import.health")
+    stamp = before.read_text() if before.is_file() else None
+    path = prepare_import(xdir(name), lambda: _import_items(name))
+    return path, stamp is not None and Path(path).read_text() != stamp
+
+
+def import_health(wc):
+    """Input function of import_features: rewritten when an imported item was lost from the store or its file
+    changed, appeared or went (extract.repair.import_problems), so the import runs again for exactly those."""
+    return _import_health(wc.dataset)[0]
+
+
+def import_args(wc):
+    """The import job's folders (and options the store's identity does not hold), shell-quoted."""
+    from extract.checks import feature_folders
+
+    fmt, dirs, qdir = feature_folders(dataset(wc.dataset))
+    f = dataset(wc.dataset)["features"]
+    args = ["--videos", *dirs, "--queries", qdir]
+    if "text_prefix" in f:
+        args += ["--text-prefix", f["text_prefix"]]
+    if not f.get("token_check", True):
+        args.append("--no-token-check")
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
 def features_digest(wc):
     """What training and prediction depend on: the content of the dataset's features. Their input on the summary
     is ancient(), so a shard job that ran again (an extract/ code change, a repair that restores the same
@@ -127,12 +198,18 @@ def features_digest(wc):
     it is read again after the summary is rewritten; otherwise straight from the file."""
     summary = Path(xdir(wc.dataset), "summary.json")
     n = dataset(wc.dataset).get("shards", RUN["shards"])
-    if not summary.is_file() or any(_health(wc.dataset, i, n)[1] for i in range(n)):
+    marked = (
+        _import_health(wc.dataset)[1] if imported(wc.dataset) else any(_health(wc.dataset, i, n)[1] for i in range(n))
+    )
+    if not summary.is_file() or marked:
         summary = checkpoints.extract_summary.get(dataset=wc.dataset, xhash=xhash(wc.dataset)).output[0]
     return json.loads(Path(summary).read_text()).get("features_digest")
 
 
 def shard_reports(name):
+    """The reports extract_summary merges: the shard jobs', or the import job's for imported features."""
+    if imported(name):
+        return [f"{xdir(name)}/import.json"]
     n = dataset(name).get("shards", RUN["shards"])
     return [f"{xdir(name)}/shards/{i}-of-{n}.json" for i in range(n)]
 
@@ -209,6 +286,19 @@ def train_code(wc):
 
 def report_splits(ds):
     return dataset(ds)["splits"]["report"]
+
+
+def levels_check(wc):
+    """Input function of train: the model's levels must be among the layers the dataset's store holds (K = 5 levels of
+    the paper's Fig. 3 need 5 cached layers), said in one line while the DAG is built."""
+    ident = identity(wc.dataset)
+    run = resolve_run(config, wc.dataset, wc.model, int(wc.seed))
+    where = f"dataset {wc.dataset}'s store ({'imported' if imported(wc.dataset) else 'extract.vision_layers'} {ident['vision_layers']})"
+    try:
+        check_layers_held(run, len(ident["vision_layers"]), len(ident["text_layers"]), where)
+    except ValueError as err:
+        config_error(f"config.yaml: {err}")
+    return []
 
 
 def run_config(wc):

@@ -100,6 +100,33 @@ rule extract_shard:
         "--exts {params.exts} --out {output} > {log} 2>&1"
 
 
+rule import_features:
+    """Imported features (datasets.<name>.features): the files the annotations name, checked and written into the
+    dataset's store; resumes, re-importing only absent, damaged or changed items; a bad file is listed, the rest is
+    imported (exit status 1 is that case)."""
+    input:
+        check_hash,
+        store=f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
+        annotations=lambda wc: annotation_files(wc.dataset),
+        # rewritten when an imported item was lost or a file changed, appeared or went (extract.repair)
+        health=import_health,
+    output:
+        f"{CACHE}/{{dataset}}/{{xhash}}/import.json",
+    log:
+        f"logs/extract/{{dataset}}/{{xhash}}/import.log",
+    conda:
+        "../../envs/extract.yaml"
+    resources:
+        mem_mb=job_mem_mb("import_features"),
+        runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 120,
+    params:
+        code=code("extract", "sdst/annotations.py"),
+        args=import_args,
+    shell:
+        "python -m extract import --store-json {input.store} {params.args} --annotations {input.annotations} "
+        "--report {output} --no-progress > {log} 2>&1 || [ $? -eq 1 ]"
+
+
 # a checkpoint: what depends on the features reads their digest from its output again after it ran
 checkpoint extract_summary:
     """Merge the shard reports: counts, every video that failed with its file and reason, the features digest."""
@@ -167,9 +194,10 @@ rule extract_folder:
         ),
         backbone=lambda wc: folder(wc.name)["backbone"],
         clip_len=lambda wc: folder(wc.name).get("clip_len", 2.0),
+        clip_rule=lambda wc: folder(wc.name).get("clip_rule", "round"),
         settings=canonical_json({k: config["extract"][k] for k in FEATURE_KEYS}),
     shell:
         "python -m extract videos --videos {input.videos} --out {params.out} {params.queries} "
-        "--backbone {params.backbone} {params.checkpoint} --clip-len {params.clip_len} --settings {params.settings:q} "
+        "--backbone {params.backbone} {params.checkpoint} --clip-len {params.clip_len} --clip-rule {params.clip_rule} --settings {params.settings:q} "
         "--workers {resources.decode_workers} --batch-clips {resources.batch_clips} --timeout {resources.decode_timeout_s} "
         "--device {resources.device} --threads {resources.torch_threads} --no-progress > {log} 2>&1"

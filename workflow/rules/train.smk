@@ -14,6 +14,7 @@ rule train:
         # ancient: a shard job that ran again re-trains only if the features changed (params.features)
         features=ancient(lambda wc: f"{xdir(wc.dataset)}/summary.json"),
         annotations=lambda wc: annotation_files(wc.dataset),
+        levels=levels_check,
     output:
         best="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
         log_csv="results/{dataset}/{model}/seed{seed}/train_log.csv",
@@ -198,10 +199,12 @@ rule dataset_summary:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/summary.py", "sdst/html.py", "sdst/report.py"),
+        code=code("sdst/summary.py", "sdst/html.py", "sdst/report.py", "sdst/paper.py"),
+        paper=lambda wc: f"--paper {dataset(wc.dataset)['paper']}" if dataset(wc.dataset).get("paper") else "",
+        protocol=lambda wc: run_protocol(dataset(wc.dataset)["splits"]),
     shell:
         "python -m sdst.summary --dataset {wildcards.dataset} --metrics {input.metrics} "
-        "--extraction {input.extraction} --out {output.md} > {log} 2>&1"
+        "--extraction {input.extraction} --out {output.md} {params.paper} --protocol {params.protocol:q} > {log} 2>&1"
 
 
 rule examples:
