@@ -123,5 +123,6 @@ def test_k_sweep_variants_are_the_papers_fig3():
               if m == "sdst" or m.startswith("sdst_k") or m.startswith("sdst_last_k")}
     assert {m: p["levels"] for m, p in levels.items()} == {
         "sdst": [-4, -3, -2, -1], "sdst_k1": [-1], "sdst_k2": [-2, -1], "sdst_k3": [-3, -2, -1],
-        "sdst_last_k2": [-1, -1], "sdst_last_k3": [-1, -1, -1], "sdst_last_k4": [-1, -1, -1, -1]}
+        "sdst_k5": [-5, -4, -3, -2, -1], "sdst_last_k2": [-1, -1], "sdst_last_k3": [-1, -1, -1],
+        "sdst_last_k4": [-1, -1, -1, -1], "sdst_last_k5": [-1, -1, -1, -1, -1]}
     assert all(p["text_levels"] is None for p in levels.values())  # the text follows the video's levels
