@@ -43,7 +43,7 @@ def timed(argv) -> float:
 def preflight(root: Path, n: int) -> float:
     """The workflow's pre-flight check of an imported dataset (extract.checks), which reads every video's header."""
     from extract.checks import imported_problems
-    from sdst.annotations import Query
+    from extract.annotations import Query
 
     queries = [Query(qid=i, query="q", vid=f"v{i:05d}", duration=150.0, windows=((0.0, 2.0),)) for i in range(n)]
     ds = {"features": {"import": "sdst", "videos": str(root / "vid_feats"), "queries": str(root / "txt_feats")},

@@ -93,7 +93,7 @@ def check_dataset(name: str, ds: dict, generated: bool = False) -> dict:
     ``generated``: the dataset's files are written by a workflow job (the demo), so they are not checked.
     """
     from extract.checkpoint import BACKBONES
-    from sdst.annotations import AnnotationError, load_annotations
+    from extract.annotations import AnnotationError, load_annotations
 
     problems, vids, missing = [], set(), []
     if "features" in ds:  # imported features: no videos, no backbone

@@ -18,6 +18,7 @@ from pathlib import Path
 from extract import FEATURE_VERSION
 from extract.cache import identity_hash
 from extract.checkpoint import BACKBONES
+from extract.layers import resolve_layer_indices  # noqa: F401 - where callers look for it
 from extract.decode import CLIP_RULES
 from extract.tokenizer import recipe_for
 
@@ -72,19 +73,6 @@ def extraction_identity(dataset: dict, extract: dict, where: dict | None = None)
 def cache_dir(name: str, dataset: dict, extract: dict) -> str:
     """``{extract.cache_dir}/{dataset}/{hash}``: the store, its shard sentinels and summary live here."""
     return os.path.join(extract["cache_dir"], name, identity_hash(extraction_identity(dataset, extract)))
-
-
-def resolve_layer_indices(layers, depth: int, what: str = "layer") -> list[int]:
-    """Configured layers -> 1-based indices: 1..depth as given, negative counts from the end (-1 = last)."""
-    out = []
-    for layer in layers:
-        idx = layer + depth + 1 if layer < 0 else layer
-        if not 1 <= idx <= depth:
-            raise ValueError(f"{what} {layer} out of range for {depth} layers (use 1..{depth} or -{depth}..-1)")
-        out.append(idx)
-    if not out:
-        raise ValueError(f"no {what}s requested")
-    return out
 
 
 def shard_of(vid: str, n_shards: int) -> int:

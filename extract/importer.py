@@ -99,7 +99,7 @@ def import_identity(fmt: str, clip_len: float, layers=None, text_layers=None, te
 def items_from_folders(fmt: str, video_dirs, query_dir, annotations=(), text_prefix=None):
     """({vid: [file per folder]}, {qid: file}, {qid: (text, vid)}, {vid: duration}): every file of the folders, or
     only the items ``annotations`` name (their files need not exist; missing ones are reported)."""
-    from sdst.annotations import load_annotations
+    from extract.annotations import load_annotations
 
     prefix = LAYOUTS[fmt].text_prefix if text_prefix is None else text_prefix
     dirs = [Path(d) for d in video_dirs]

@@ -119,7 +119,7 @@ def rate(x: float) -> str:
 
 def shard_items(annotations, shard: int, n_shards: int):
     """(sorted video ids, {query key: (text, video id)}) of the annotations' items hashed to ``shard``."""
-    from sdst.annotations import load_annotations
+    from extract.annotations import load_annotations
 
     vids, queries = set(), {}
     for path in annotations:

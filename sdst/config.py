@@ -19,33 +19,17 @@ from typing import Any
 from sdst.model.configs import ARCH_CONFIGS, model_config
 from sdst.values import ConfigValueError, check_values, value
 
-# Sources a training run depends on (relative to the project root). Snakemake declares them as inputs of the
-# train rule and the trainer hashes them to decide whether a run may resume. Shared by every arch:
-TRAIN_SOURCES = ("sdst/__init__.py", "sdst/annotations.py", "sdst/checkpoint.py", "sdst/config.py", "sdst/data.py",
-                 "sdst/evaluate.py", "sdst/infer.py", "sdst/losses.py", "sdst/matcher.py", "sdst/plots.py",
-                 "sdst/postprocess.py", "sdst/train.py", "sdst/values.py", "sdst/model/__init__.py", "extract/cli.py",
-                 "sdst/model/configs.py", "sdst/model/layers.py", "extract/cache.py", "extract/devices.py")
-# and per arch, its own modules: editing one model never retrains another.
-ARCH_SOURCES = {
-    "sdst": ("sdst/model/sdst.py", "sdst/model/sparse_attention.py"),
-    "actionformer": ("sdst/model/actionformer.py", "sdst/model/dense.py"),
-    "r2tuning": ("sdst/model/r2tuning.py", "sdst/model/dense.py"),
-}
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_sources(arch: str) -> tuple[str, ...]:
-    if arch not in ARCH_SOURCES:
-        raise ValueError(f"arch {arch!r} has no entry in sdst.config.ARCH_SOURCES (add its module files)")
-    return TRAIN_SOURCES + ARCH_SOURCES[arch]
+def code_files(modules, arch: str | None = None) -> list[Path]:
+    """The source files a job running ``modules`` executes: their import closure (extract.imports), and with
+    ``arch`` the registry's modules of that arch (sdst.model.ARCHS imports them by name), so that editing one
+    model's modules never re-runs another's jobs."""
+    from extract.imports import closure
+    from sdst.model import arch_modules
 
-
-def source_files(paths, root: Path = PROJECT_ROOT) -> list[Path]:
-    files: list[Path] = []
-    for p in paths:
-        p = root / p
-        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
-    return files
+    return closure([*modules, *(arch_modules(arch) if arch else [])], root=PROJECT_ROOT)
 
 
 # dims of the cached features per backbone (pooled video dim, text hidden dim) — used when no cache is at

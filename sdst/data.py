@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sdst.annotations import Query, load_annotations
+from extract.annotations import Query, load_annotations
 
 QVH_CLIP = 2.0  # seconds per annotated saliency clip in QVHighlights
 

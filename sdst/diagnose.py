@@ -267,7 +267,7 @@ def features_summary(dims: dict, dataset: str, cache_dir: str | Path = "cache") 
 def run(checkpoint: str, split: str, out: str | Path, features: str | None = None, cache_dir: str = "cache",
         device: str = "cpu", batch_size: int = 64) -> dict:
     from extract.devices import resolve_device
-    from sdst.annotations import load_annotations
+    from extract.annotations import load_annotations
     from sdst.checkpoint import model_from_checkpoint
     from sdst.config import ranks_by_actionness
     from sdst.data import FeatureDataset, cache_info

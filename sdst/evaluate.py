@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdst.annotations import AnnotationError, read_jsonl
+from extract.annotations import AnnotationError, read_jsonl
 
 # IoU thresholds 0.5:0.05:0.95 written as the decimals the official evaluator compares against
 # (it rounds np.linspace(0.5, 0.95, 10) to 2 decimals); keys of the output are str(threshold).

@@ -55,7 +55,7 @@ def write_jsonl(path: str | Path, records: list[dict]) -> None:
 
 
 def run_split(checkpoint: str, features: str, split: str, out: str, device: str = "auto") -> dict:
-    from sdst.annotations import load_annotations
+    from extract.annotations import load_annotations
     from sdst.checkpoint import model_from_checkpoint
 
     model, run, dims = model_from_checkpoint(checkpoint)

@@ -23,7 +23,7 @@ METRICS = {name: f"MR-{name}-mAP" for name in (*RANGES, "full")}
 def count_windows(gt_path: str | Path) -> dict:
     """{range: {"windows": n, "queries": q}}: GT windows whose length (end − start, s) is in the range's
     (min, max], and the queries keeping at least one (the evaluator's filter)."""
-    from sdst.annotations import read_jsonl
+    from extract.annotations import read_jsonl
     from sdst.evaluate import QVH_LENGTH_RANGES
 
     out = {name: {"windows": 0, "queries": 0} for name in RANGES}

@@ -79,16 +79,13 @@ def fit_input_norms(model, dataset: FeatureDataset) -> None:
 
 
 def code_version(arch: str) -> str:
-    """Hash of the sources training the arch depends on (sdst.config.train_sources): a run resumes only if
-    started by the same code; a code change re-runs the job from scratch, an interrupted job resumes."""
-    import hashlib
+    """Fingerprint of the sources training the arch runs (sdst.config.code_files, the workflow's own): a run
+    resumes only if started by the same code; a code change re-runs the job from scratch, an interrupted job
+    resumes."""
+    from extract.imports import fingerprint
+    from sdst.config import PROJECT_ROOT, code_files
 
-    from sdst.config import PROJECT_ROOT, source_files, train_sources
-
-    digest = hashlib.sha1()
-    for f in source_files(train_sources(arch)):
-        digest.update(f.relative_to(PROJECT_ROOT).as_posix().encode() + bytes(1) + f.read_bytes())
-    return digest.hexdigest()[:12]
+    return fingerprint(code_files(["sdst.train"], arch), PROJECT_ROOT)
 
 
 def write_log(path: Path, history: list[dict]) -> None:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import DATA
-from sdst.annotations import AnnotationError, load_annotations
+from extract.annotations import AnnotationError, load_annotations
 
 COUNTS = {
     "qvhighlights/highlight_train_release.jsonl": 7218,
@@ -76,7 +76,7 @@ def test_missing_file_and_missing_labels(tmp_path):
 
 
 def test_annotation_file_that_is_not_utf8_names_its_line(tmp_path):
-    from sdst.annotations import AnnotationError, load_annotations
+    from extract.annotations import AnnotationError, load_annotations
 
     path = tmp_path / "ann.jsonl"
     good = b'{"qid": 0, "query": "a dog", "duration": 4, "vid": "a", "relevant_windows": [[0, 2]]}\n'

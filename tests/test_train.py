@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import ROOT, make_synthetic_cache, synthetic_run
-from sdst.annotations import load_annotations
+from extract.annotations import load_annotations
 from sdst.checkpoint import model_from_checkpoint, save_checkpoint
 from sdst.data import FeatureDataset, cache_info, collate
 from sdst.infer import run_split

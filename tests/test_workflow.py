@@ -152,6 +152,16 @@ def test_code_changes_invalidate_the_rules_that_use_them(demo):
         assert planned(proj, work) == {}
     with edited("sdst/model/actionformer.py"):  # another arch's module: SDST's runs stay valid
         assert planned(proj, work) == {}
+    # what hand-kept file lists missed (issue 20): predict reads annotations, the random baseline imports
+    # sdst.infer; the example figures do not import sdst.predict
+    with edited("sdst/infer.py"):
+        jobs = planned(proj, work)
+        assert jobs.get("random_baseline") == 1 and jobs.get("predict") == 2 and "train" in jobs, jobs
+    with edited("extract/annotations.py"):
+        jobs = planned(proj, work)
+        assert jobs.get("predict") == 2 and jobs.get("extract_shard") == 2, jobs
+    with edited("sdst/predict.py"):
+        assert planned(proj, work, "all") == {}
     os.utime(proj / "extract" / "decode.py")  # a timestamp alone (git checkout, copy) re-runs nothing
     assert planned(proj, work) == {}
 

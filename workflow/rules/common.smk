@@ -1,6 +1,5 @@
 # Pure helpers for the workflow files: paths, canonical parameters, code dependencies, input checks.
 import functools
-import hashlib
 import json
 import os
 import shlex
@@ -20,7 +19,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join([str(ROOT), *_paths]))
 from extract.cache import canonical_json, identity_hash  # noqa: E402
 from extract.config import FEATURE_KEYS, check_layers, extraction_identity  # noqa: E402
 from extract.importer import import_identity  # noqa: E402
-from sdst.config import check_layers_held, dataset_seeds, resolve_run, run_identity, train_sources  # noqa: E402
+from sdst.config import check_layers_held, dataset_seeds, resolve_run, run_identity  # noqa: E402
 from sdst.paper import run_protocol  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]
@@ -74,28 +73,25 @@ RUN = config["extract"]["run"]
 
 
 @functools.lru_cache(maxsize=None)
-def _code_digest(paths):
-    files = []
-    for p in paths:
-        p = ROOT / p
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: source file a rule depends on (workflow/rules) does not exist")
-        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.relative_to(ROOT).as_posix().encode() + bytes(1) + f.read_bytes() + bytes(1))
-    return f"{len(files)} files, sha256 {digest.hexdigest()[:16]}"
-
-
-def code(*paths):
-    """Fingerprint of the source files a job imports (Snakemake does not track imported code), for `params`:
-    dirs expand to *.py; the hash covers each file's path below the project root and its content.
+def code(*modules, arch=None):
+    """Fingerprint of the source files a job runs, for `params` (Snakemake does not track imported code): the import
+    closure of the module(s) its command runs, read from the code (extract.imports; imports inside functions
+    count), plus the registry's modules of the job's model arch, if it builds one (sdst.config.code_files). A
+    `python -m extract <command>` job names extract.__main__ and the command's module.
 
     A param rather than input files: Snakemake records inputs by path, and these live under the absolute
     workflow.basedir, so a copied or moved project (or working directory) re-ran every job. The fingerprint
     only changes when a source's content (or name) does; a new timestamp alone (copy, checkout) re-runs nothing.
     """
-    return _code_digest(tuple(paths))
+    from extract.imports import fingerprint
+    from sdst.config import code_files
+
+    return fingerprint(code_files(modules, arch), ROOT)
+
+
+def arch_code(*modules):
+    """`code` of a job that builds the model of its `model` wildcard."""
+    return lambda wc: code(*modules, arch=config["model"]["variants"][wc.model]["arch"])
 
 
 def dataset(name):
@@ -275,13 +271,6 @@ def folder(name):
 def seeds(ds):
     """The seeds trained on a dataset: train.datasets.<ds>.seeds, else train.seeds."""
     return dataset_seeds(config, ds)
-
-
-def train_code(wc):
-    """Fingerprint of the sources a training run imports (shared + its arch's): a change re-runs it and what
-    follows."""
-    arch = config["model"]["variants"][wc.model]["arch"]
-    return code(*train_sources(arch))
 
 
 def report_splits(ds):

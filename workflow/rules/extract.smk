@@ -28,7 +28,7 @@ for _name, _ds in config["datasets"].items():
             mem_mb=SMALL_MEM_MB,
             runtime=TINY_MIN,
         params:
-            code=code("extract/demo.py"),
+            code=code("extract.__main__", "extract.demo"),
             spec=canonical_json(_ds["generate"]),
             out=lambda wc, output: str(Path(output.videos).parent),
         shell:
@@ -50,9 +50,7 @@ rule init_store:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code(
-            "extract/cache.py", "extract/config.py", "extract/shard.py", "extract/locking.py", "extract/__init__.py"
-        ),
+        code=code("extract.__main__", "extract.shard"),
         identity=lambda wc: canonical_json(identity(wc.dataset)),
         store=lambda wc, output: str(Path(output[0]).parent / "features.zarr"),
     shell:
@@ -87,7 +85,7 @@ rule extract_shard:
         decode_timeout_s=RUN["decode_timeout_s"],
         device=RUN["device"],
     params:
-        code=code("extract", "sdst/annotations.py"),
+        code=code("extract.__main__", "extract.shard"),
         checkpoint=lambda wc: (
             f"--checkpoint {dataset(wc.dataset)['checkpoint']}" if dataset(wc.dataset).get("checkpoint") else ""
         ),
@@ -120,7 +118,7 @@ rule import_features:
         mem_mb=job_mem_mb("import_features"),
         runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 120,
     params:
-        code=code("extract", "sdst/annotations.py"),
+        code=code("extract.__main__", "extract.importer"),
         args=import_args,
     shell:
         "python -m extract import --store-json {input.store} {params.args} --annotations {input.annotations} "
@@ -142,6 +140,8 @@ checkpoint extract_summary:
     resources:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
+    params:
+        code=code("extract.__main__", "extract.shard"),
     shell:
         "python -m extract summary --store-json {input.store} --shards {input.shards} --out {output} > {log} 2>&1"
 
@@ -186,7 +186,7 @@ rule extract_folder:
         decode_timeout_s=RUN["decode_timeout_s"],
         device=RUN["device"],
     params:
-        code=code("extract"),
+        code=code("extract.__main__", "extract.folder"),
         out=lambda wc, output: str(Path(output[0]).parent),
         queries=lambda wc, input: f"--queries {input.queries}" if input.queries else "",
         checkpoint=lambda wc: (

@@ -34,7 +34,7 @@ rule significance_report:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/report.py", "sdst/stats.py", "sdst/lengths.py", "sdst/diagnose.py", "sdst/html.py"),
+        code=code("sdst.report"),
         spec=lambda wc: report_spec(wc.folder),
         gt=report_gt_options,
     shell:

@@ -42,7 +42,7 @@ rule train:
         eval_batch_size=train_runtime("eval_batch_size"),
         preload=train_runtime("preload"),
     params:
-        code=train_code,
+        code=arch_code("sdst.train"),
         run=run_config,
         features=features_digest,
         out=lambda wc, output: str(Path(output.best).parent),
@@ -72,7 +72,7 @@ rule predict:
         runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 60,
         device=config["train"]["device"],
     params:
-        code=code("sdst/infer.py", "sdst/postprocess.py", "sdst/data.py", "sdst/checkpoint.py"),
+        code=arch_code("sdst.infer"),
         features=features_digest,
     shell:
         "python -m sdst.infer --checkpoint {input.ckpt} --features {input.features} --split {wildcards.split} "
@@ -93,7 +93,7 @@ rule evaluate_run:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/evaluate.py", "sdst/annotations.py"),
+        code=code("sdst.evaluate"),
         kind=lambda wc: eval_type(wc.dataset),
     shell:
         "python -m sdst.evaluate --submission {input.pred} --gt {input.gt} --out {output} "
@@ -115,7 +115,7 @@ rule random_baseline:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/baseline.py", "sdst/evaluate.py", "sdst/annotations.py"),
+        code=code("sdst.baseline", "sdst.evaluate"),
         kind=lambda wc: eval_type(wc.dataset),
         clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
     shell:
@@ -141,7 +141,7 @@ rule aggregate_model:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/aggregate.py"),
+        code=code("sdst.aggregate"),
         runs=run_dirs,
         splits=lambda wc: report_splits(wc.dataset),
     shell:
@@ -199,7 +199,7 @@ rule dataset_summary:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/summary.py", "sdst/html.py", "sdst/report.py", "sdst/paper.py"),
+        code=code("sdst.summary"),
         paper=lambda wc: f"--paper {dataset(wc.dataset)['paper']}" if dataset(wc.dataset).get("paper") else "",
         protocol=lambda wc: run_protocol(dataset(wc.dataset)["splits"]),
     shell:
@@ -231,7 +231,7 @@ rule examples:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/plots.py", "sdst/predict.py"),
+        code=code("sdst.plots"),
         clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
     shell:
         "python -m sdst.plots examples --pred {input.pred} --gt {input.gt} --clip-len {params.clip_len} "
@@ -264,7 +264,7 @@ rule diagnose_offsets:
         runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 60,
         device=config["train"]["device"],
     params:
-        code=code("sdst/diagnose.py", "sdst/data.py", "sdst/checkpoint.py", "sdst/postprocess.py"),
+        code=arch_code("sdst.diagnose"),
         features=features_digest,
         split=lambda wc: report_splits(wc.dataset)[0],
         out=lambda wc, output: str(Path(output.png).parent),
