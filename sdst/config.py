@@ -269,7 +269,3 @@ def load_config(path: str | Path) -> dict:
         loc = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ValueError(f"{path}: {loc}: {err.message}") from None
     return config
-
-
-def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

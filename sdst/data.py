@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from extract.annotations import Query, load_annotations
+from extract.annotations import QVH_CLIP, Query, load_annotations
 
-QVH_CLIP = 2.0  # seconds per annotated saliency clip in QVHighlights
 
 
 def holdout_split(queries: list[Query], fraction: float) -> tuple[list[Query], list[Query]]:

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from extract.devices import resolve_device
+from extract.cache import canonical_json
 from sdst.checkpoint import load_checkpoint, save_checkpoint
 from extract.cli import exits_on_bad_input
-from sdst.config import (LossConfig, MatcherConfig, canonical, check_layers_held, load_config, parse_set,
+from sdst.config import (LossConfig, MatcherConfig, check_layers_held, load_config, parse_set,
                          ranks_by_actionness, resolve_run, run_identity, with_runtime)
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record, split_queries
 from sdst.evaluate import evaluate
@@ -124,7 +125,7 @@ def resume_state(path: Path, run: dict, version: str, log: RunLog, features: str
     except ValueError as err:  # unreadable, or refused as unsafe (sdst.checkpoint): never unpickled
         log(f"{err}; starting afresh")
         return None
-    if canonical(run_identity(state["run"])) != canonical(run_identity(run)) or state.get("code") != version:
+    if canonical_json(run_identity(state["run"])) != canonical_json(run_identity(run)) or state.get("code") != version:
         log(f"{path}: written by another configuration or code version; starting afresh")
         return None
     if state.get("features", features) != features:  # checkpoints older than the digest have none
