@@ -14,7 +14,6 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sdst.model.configs import ARCH_CONFIGS, model_config
 from sdst.values import ConfigValueError, check_values, value
