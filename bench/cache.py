@@ -75,7 +75,7 @@ def main(argv=None) -> int:
 
     from extract.cache import FeatureStore
     from extract.config import shard_of
-    from sdst.annotations import load_annotations
+    from extract.annotations import load_annotations
     from sdst.data import FeatureDataset
 
     videos, rows = qvh_items(args.fraction)

@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     p.add_argument("--store", default=None, help="an existing feature store to measure as well")
     args = p.parse_args(argv)
 
-    from sdst.annotations import load_annotations
+    from extract.annotations import load_annotations
     from sdst.data import FeatureDataset
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-data-"))

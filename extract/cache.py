@@ -45,8 +45,15 @@ class CacheError(RuntimeError):
     """The store is missing, not initialised, from another configuration, or an item is absent or damaged."""
 
 
+class CacheWriteError(CacheError):
+    """A pack could not be written (disk full, permissions); the partial pack was removed."""
+
+
 class FeatureOverflowError(ValueError):
     """Features outside the float16 range (they would be stored as inf)."""
+
+
+ITEM = {"videos": "video", "queries": "query"}  # a group's items, in messages
 
 
 def canonical_json(obj: Any) -> str:
@@ -128,9 +135,17 @@ class FeatureStore:
     def create(cls, path: str | Path, identity: dict, **flush) -> "FeatureStore":
         """Create the root once (never from concurrent shard jobs); re-opening checks the identity and converts
         a format-1 store in place (items already converted are kept if a conversion was interrupted)."""
-        import zarr
+        from extract.locking import exclusive
 
         path = Path(path)
+        # concurrent creators (two commands on one folder) take turns: the second finds the store made
+        with exclusive(path.with_name(path.name + ".lock"), f"store {path}", wait=True):
+            return cls._create(path, identity, **flush)
+
+    @classmethod
+    def _create(cls, path: Path, identity: dict, **flush) -> "FeatureStore":
+        import zarr
+
         digest = identity_hash(identity)
         if (path / "zarr.json").is_file():
             root = zarr.open_group(str(path), mode="a")
@@ -180,7 +195,8 @@ class FeatureStore:
             if problem is None:
                 self._index[group][key] = entry
                 self._damaged[group].pop(key, None)
-            elif key not in self._index[group]:
+            else:  # the latest copy is the item (an earlier one may be of an older source): damaged, not stale
+                self._index[group].pop(key, None)
                 self._damaged[group][key] = problem
 
     def _shallow_problem(self, entry: Entry) -> str | None:
@@ -196,6 +212,20 @@ class FeatureStore:
     def keys(self, group: str) -> list[str]:
         """Keys of the items present (size-checked; contents are checked when read)."""
         return sorted(self._index[group])
+
+    def damaged(self, group: str) -> dict[str, str]:
+        """{key: what is wrong} for the items whose only copy is missing or truncated (found without reading
+        the data; :meth:`verify` also reads every item and checks its CRC-32)."""
+        return dict(self._damaged[group])
+
+    def digest(self, group: str, keys: Iterable[str]) -> str:
+        """A fingerprint of the stored content of ``keys`` (their CRC-32s and shapes, from the index; absent keys
+        count as absent): equal digests, equal features."""
+        h = hashlib.sha1()
+        for key in sorted(keys):
+            e = self._index[group].get(key)
+            h.update(canonical_json([key, None if e is None else [e.crc32, list(e.shape)]]).encode())
+        return h.hexdigest()[:16]
 
     def entry(self, group: str, key: str) -> Entry | None:
         return self._index[group].get(key)
@@ -267,14 +297,21 @@ class FeatureStore:
                 offset += half.size
             data = np.concatenate([h.ravel() for _, h, _ in items]) if offset else np.zeros(0, "<f2")
             name = f"{group}-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}"
-            packs = zarr.open_group(str(self.path / "packs"), mode="a")
-            arr = packs.create_array(name, shape=(offset,), dtype="float16", chunks=(max(offset, 1),),
-                                     compressors=None, fill_value=0.0, config={"write_empty_chunks": True})
-            if offset:
-                arr[...] = data
             attrs = {"group": group, "nbytes": int(data.nbytes), "index": index, "complete": True}
-            arr.attrs.update(attrs)  # last: the pack (and every item in it) becomes trustworthy
-            self._add_pack(name, json.loads((self.path / "packs" / name / "zarr.json").read_text()), attrs)
+            try:
+                packs = zarr.open_group(str(self.path / "packs"), mode="a")
+                arr = packs.create_array(name, shape=(offset,), dtype="float16", chunks=(max(offset, 1),),
+                                         compressors=None, fill_value=0.0, config={"write_empty_chunks": True})
+                if offset:
+                    arr[...] = data
+                arr.attrs.update(attrs)  # last: the pack (and every item in it) becomes trustworthy
+                meta = json.loads((self.path / "packs" / name / "zarr.json").read_text())
+            except OSError as err:  # disk full, quota, permissions: no half-written pack stays behind
+                shutil.rmtree(self.path / "packs" / name, ignore_errors=True)
+                raise CacheWriteError(f"{self.path / 'packs' / name}: cannot write {len(items)} {group} "
+                                      f"({data.nbytes / 2**20:.1f} MiB): {err.strerror or err}; free space or "
+                                      "fix permissions, then run again (finished packs are kept)") from None
+            self._add_pack(name, meta, attrs)
             items.clear()
         self._pending_bytes = 0
         self._last_flush = time.monotonic()
@@ -295,7 +332,7 @@ class FeatureStore:
     # -- reading -------------------------------------------------------------------------------
     def _load(self, group: str, key: str, entry: Entry) -> np.ndarray:
         pack = self._packs[entry.pack]
-        what = f"{self.path}: {group[:-1]} '{key}' (pack packs/{entry.pack})"
+        what = f"{self.path}: {ITEM[group]} '{key}' (pack packs/{entry.pack})"
         if pack.chunk is not None:
             out = np.empty(entry.size, "<f2")
             fd = self._fds.get(entry.pack)
@@ -322,7 +359,7 @@ class FeatureStore:
     def _read(self, group: str, key: str) -> np.ndarray:
         entry = self._index[group].get(key)
         if entry is None:
-            raise CacheError(f"{self.path}: {group[:-1]} '{key}': {self.problem(group, key)}")
+            raise CacheError(f"{self.path}: {ITEM[group]} '{key}': {self.problem(group, key)}")
         return self._load(group, key, entry)
 
     def read_video(self, vid: str) -> np.ndarray:
@@ -374,24 +411,3 @@ def _convert_format1(path: Path, root) -> None:
     for group in GROUPS:
         shutil.rmtree(path / group, ignore_errors=True)
     print(f"{path}: converted {converted} items to the packed layout (format {FORMAT})", file=sys.stderr)
-
-
-# ---------------------------------------------------------------------------------------------------
-# python -m extract verify
-# ---------------------------------------------------------------------------------------------------
-def add_verify_args(p) -> None:
-    p.add_argument("--store", required=True, help="features.zarr of a cache (cache/<dataset>/<hash>/)")
-
-
-def verify_main(args) -> int:
-    store = FeatureStore(args.store)
-    bad = store.verify()
-    counts = {g: len(store.keys(g)) for g in GROUPS}
-    for group in GROUPS:
-        for key, problem in sorted(bad[group].items()):
-            print(f"DAMAGED {group[:-1]} '{key}': {problem}")
-    n_bad = sum(len(b) for b in bad.values())
-    print(f"{args.store}: {counts['videos']} videos, {counts['queries']} queries, {len(store._packs)} packs; "
-          f"{n_bad} damaged" + (" (re-run the extraction: shard jobs re-extract damaged items, e.g. "
-                                "`snakemake --forcerun extract_shard <target>`)" if n_bad else ""))
-    return 1 if n_bad else 0

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from extract.weights import SHOW, WRAPPERS, CheckpointError, drop_pages, mapped_ranges, read_weights
-from extract.weights import CheckpointNotFoundError, load_state_dict  # noqa: F401 - part of this module's API
+from extract.weights import SHOW, WRAPPERS, CheckpointError, LoadReport, check_and_load, drop_pages
+from extract.weights import mapped_ranges, read_weights
+from extract.weights import CheckpointNotFoundError, find_problems, load_state_dict  # noqa: F401 - this module's API
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor, nn
@@ -42,51 +43,6 @@ IGNORED_GROUPS: dict[str, re.Pattern[str]] = {
     "retrieval/ITM heads": re.compile(r"^(vision_proj\.|text_proj\.|itm_head\.|temp$)"),
     "MLM head": re.compile(r"^text_encoder\.cls\."),
 }
-
-
-@dataclass
-class LoadReport:
-    params: int = 0  # parameters (elements) loaded
-    keys: int = 0  # state-dict entries loaded
-    ignored: dict[str, list[str]] = field(default_factory=dict)  # group -> full keys
-    unexpected: list[str] = field(default_factory=list)  # keys no module uses and no group explains
-
-
-# ------------------------------------------------------------------------------------------- checking
-def find_problems(module: "nn.Module", state_dict: dict[str, "Tensor"], key_prefix: str = ""
-                  ) -> tuple[list[str], list[tuple[str, tuple, tuple]]]:
-    """(missing parameter keys, [(key, expected shape, found shape)]) with ``key_prefix`` prepended."""
-    missing, misshaped = [], []
-    for name, p in module.named_parameters():
-        if name not in state_dict:
-            missing.append(key_prefix + name)
-        elif tuple(state_dict[name].shape) != tuple(p.shape):
-            misshaped.append((key_prefix + name, tuple(p.shape), tuple(state_dict[name].shape)))
-    return missing, misshaped
-
-
-def check_and_load(module: "nn.Module", state_dict: dict[str, "Tensor"], *, source: str, key_prefix: str = "",
-                   what: str = "") -> LoadReport:
-    """Load ``state_dict`` (keys relative to ``module``) after checking every parameter is there with its shape.
-
-    Parameters on the meta device are replaced by the given tensors (``assign``), others copied in place;
-    values are cast to the parameter dtype. Persistent buffers are loaded when present and fitting.
-    Raises CheckpointError naming ``source`` and the full (``key_prefix``-ed) keys.
-    """
-    import torch
-
-    missing, misshaped = find_problems(module, state_dict, key_prefix)
-    if missing or misshaped:
-        raise CheckpointError.from_problems(source, missing, misshaped, what)
-    own = module.state_dict()
-    use = {k: v.to(own[k].dtype) for k, v in state_dict.items()
-           if k in own and tuple(v.shape) == tuple(own[k].shape)}
-    on_meta = any(p.is_meta for p in module.parameters())
-    with torch.no_grad():
-        module.load_state_dict(use, strict=False, assign=on_meta)
-    params = dict(module.named_parameters())
-    return LoadReport(params=sum(use[k].numel() for k in use if k in params), keys=len(use),
-                      unexpected=[key_prefix + k for k in state_dict if k not in own])
 
 
 # -------------------------------------------------------------------------------------------- loading

@@ -93,9 +93,24 @@ def check_dataset(name: str, ds: dict, generated: bool = False) -> dict:
     ``generated``: the dataset's files are written by a workflow job (the demo), so they are not checked.
     """
     from extract.checkpoint import BACKBONES
-    from sdst.annotations import AnnotationError, load_annotations
+    from extract.annotations import AnnotationError, load_annotations
 
     problems, vids, missing = [], set(), []
+    if "features" in ds:  # imported features: no videos, no backbone
+        queries = []
+        for split, path in sorted(ds["annotations"].items()):
+            try:
+                queries += load_annotations(path)
+            except AnnotationError as err:
+                problems.append(f"annotations ({split}): {err}")
+        if not problems:
+            found, missing = imported_problems(name, ds, queries)
+            problems += found
+        else:  # the annotations are needed for the rest
+            problems += folder_problems(name, ds)
+        if problems:
+            raise DatasetCheckError(f"dataset '{name}' cannot be processed:\n  - " + "\n  - ".join(problems))
+        return {"videos": len({q.vid for q in queries}), "missing_videos": missing}
     if generated:  # the generator's spec is checked here, before its job runs
         from extract.demo import DemoSpec
 
@@ -135,6 +150,70 @@ def check_dataset(name: str, ds: dict, generated: bool = False) -> dict:
     if problems:
         raise DatasetCheckError(f"dataset '{name}' cannot be processed:\n  - " + "\n  - ".join(problems))
     return {"videos": len(vids), "missing_videos": missing}
+
+
+def feature_folders(ds: dict) -> tuple[str, list[str], str]:
+    """(layout, video folders, query folder) of a dataset entry with imported ``features``."""
+    f = ds["features"]
+    videos = f["videos"] if isinstance(f["videos"], list) else [f["videos"]]
+    return f["import"], videos, f["queries"]
+
+
+def folder_problems(name: str, ds: dict) -> list[str]:
+    _, dirs, qdir = feature_folders(ds)
+    return [f"features: folder {d} does not exist (datasets.{name}.features)" for d in dirs + [qdir]
+            if not Path(d).is_dir()]
+
+
+def imported_problems(name: str, ds: dict, queries) -> tuple[list[str], list[str]]:
+    """(problems, missing video ids) of imported features against the annotations: missing video and query files,
+    clip counts against durations, and QVHighlights relevant_clip_ids past a video's last clip (what crashes
+    moment_detr-family training: a positive sampled past the end). Unreadable files are left to the import job,
+    which names each and imports the rest."""
+    from extract.importer import LAYOUTS
+    from extract.npz import NpzError, header
+
+    fmt, dirs, qdir = feature_folders(ds)
+    lay, clip_len = LAYOUTS[fmt], float(ds["clip_len"])
+    prefix = ds["features"].get("text_prefix", lay.text_prefix)
+    problems = folder_problems(name, ds)
+    if problems:
+        return problems, []
+    present = [{e.name[:-4] for e in os.scandir(d) if e.name.endswith(".npz")} for d in dirs]
+    qpresent = {e.name[len(prefix):-4] for e in os.scandir(qdir) if e.name.startswith(prefix) and e.name.endswith(".npz")}
+    by_vid = {}
+    for q in queries:
+        by_vid.setdefault(q.vid, []).append(q)
+    missing = sorted(v for v in by_vid if not all(v in p for p in present))
+    missing_q = sorted(q.key for q in queries if q.key not in qpresent)
+    allow = ds.get("allow_missing_videos", False)
+    for what, items, where in (("videos", missing, dirs[0]), ("queries", missing_q, qdir)):
+        if items and not allow:
+            problems.append(f"features: {len(items)} {what} named by the annotations have no file in {where} (first: "
+                            f"{', '.join(items[:SHOW])}{', ...' if len(items) > SHOW else ''}); add them, or set "
+                            f"datasets.{name}.allow_missing_videos: true to proceed without them")
+    short, past = [], []
+    steps = lay.video_axes.split().index("clips")
+    for vid, qs in sorted(by_vid.items()):
+        if vid in missing:
+            continue
+        try:
+            n = header(Path(dirs[0]) / f"{vid}.npz", lay.video_keys)[1][steps]
+        except (NpzError, IndexError):
+            continue  # the import job reports it
+        d = qs[0].duration / clip_len
+        if abs(n - d) > 1 + 1e-6:  # round, ceil and floor rules all give a count within one clip
+            short.append(f"{vid} ({n} clips, {qs[0].duration:g} s)")
+        for q in qs:  # a 2-s QVHighlights clip id c starts at 2c s: a feature clip must cover it
+            if q.clip_ids and int(2 * max(q.clip_ids) // clip_len) >= n:
+                past.append(f"qid {q.qid} (clip id {max(q.clip_ids)}, {n} clips in {vid}.npz)")
+    if short:
+        problems.append(f"features: {len(short)} videos' clip counts do not cover their annotated duration at "
+                        f"{clip_len:g} s per clip (first: {', '.join(short[:SHOW])}); wrong clip_len, or other videos")
+    if past:
+        problems.append(f"features: {len(past)} queries have relevant_clip_ids past their video's last feature clip "
+                        f"(first: {', '.join(past[:SHOW])}); fix the annotations or the features")
+    return problems, missing
 
 
 def add_args(p) -> None:

@@ -1,9 +1,10 @@
 """What identifies a feature cache, and where its files live.
 
 The identity is every setting that changes the cached numbers: backbone and checkpoint, clip length,
-frames per clip, image size and resize, which layers, which pooling, text layers and length, the text
-encoder's tokenisation recipe (``extract.tokenizer``), the seed of a randomly initialised backbone,
-:data:`extract.FEATURE_VERSION`, and for a generated dataset its generator's spec and code. Its hash is part of the store path, so a new
+frames per clip, the clip count rule (``clip_rule``: round | ceil, recorded only when not round), image size and
+resize, which layers, which pooling, text layers and length, the text
+encoder's tokenisation recipe (``extract.tokenizer``), the seed of a randomly initialised backbone, and
+:data:`extract.FEATURE_VERSION`. Its hash is part of the store path, so a new
 configuration builds a new store instead of silently mixing features. Settings under ``extract.run``
 (shards, workers, batch size, timeouts, device) only change how the work is done and are not part of it.
 Snakemake (workflow/rules/common.smk) and the extraction commands both call these functions.
@@ -17,6 +18,8 @@ from pathlib import Path
 from extract import FEATURE_VERSION
 from extract.cache import identity_hash
 from extract.checkpoint import BACKBONES
+from extract.layers import resolve_layer_indices  # noqa: F401 - where callers look for it
+from extract.decode import CLIP_RULES
 from extract.tokenizer import recipe_for
 
 # keys of the `extract` config section that define the features (everything else lives in extract.run)
@@ -32,49 +35,44 @@ def checkpoint_identity(path: str | None) -> dict | None:
     return {"name": p.name, "size": p.stat().st_size if p.is_file() else None}
 
 
-def extraction_identity(dataset: dict, extract: dict) -> dict:
+def check_layers(backbone: str, extract: dict, where: dict | None = None) -> None:
+    """The configured vision and text layers exist in the backbone (before any store is made or job started);
+    errors name the setting as ``where`` calls it (default: the config key, e.g. extract.vision_layers)."""
+    from extract.internvideo2 import VISION_CONFIGS
+    from extract.text import TEXT_CONFIGS
+
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone {backbone!r}: one of {', '.join(sorted(BACKBONES))}")
+    spec = BACKBONES[backbone]
+    depths = {"vision_layers": (VISION_CONFIGS[spec["vision"]].depth, "blocks"),
+              "text_layers": (TEXT_CONFIGS[spec["text"]].text_layers, "text-only layers")}
+    for key, (depth, unit) in depths.items():
+        name = (where or {}).get(key, f"extract.{key}")
+        try:
+            resolve_layer_indices(extract[key], depth, "layer")
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{name} {extract[key]}: {err} (the {backbone} backbone has {depth} {unit})") from None
+
+
+def extraction_identity(dataset: dict, extract: dict, where: dict | None = None) -> dict:
+    check_layers(dataset["backbone"], extract, where)
     ident = {key: extract[key] for key in FEATURE_KEYS}
     ident.update(feature_version=FEATURE_VERSION, backbone=dataset["backbone"],
                  text_recipe=recipe_for(BACKBONES[dataset["backbone"]]["text"]).identity(),
                  checkpoint=checkpoint_identity(dataset.get("checkpoint")), clip_len=float(dataset["clip_len"]))
     if ident["checkpoint"] is not None:
         ident.pop("seed")  # the seed only matters for a randomly initialised backbone
-    if dataset.get("generate") is not None:
-        ident["generated"] = generator_identity(dataset["generate"])
+    rule = dataset.get("clip_rule", "round")
+    if rule not in CLIP_RULES:
+        raise ValueError(f"clip_rule {rule!r}: one of {', '.join(CLIP_RULES)}")
+    if rule != "round":  # recorded only when not the default, so caches made before the option keep their hash
+        ident["clip_rule"] = rule
     return ident
-
-
-GENERATOR_SOURCES = ("demo.py", "demo_events.py", "demo_shapes.py")
-
-
-def generator_identity(spec: dict) -> dict:
-    """A generated dataset's videos and queries are a function of its spec and of the generator's code, under the
-    same video ids and qids whatever they show: both are part of its cache's identity, so that regenerating it
-    builds a new store instead of the shard jobs finding the old features complete."""
-    import hashlib
-
-    digest = hashlib.sha1()
-    for name in GENERATOR_SOURCES:
-        digest.update(name.encode() + bytes(1) + (Path(__file__).parent / name).read_bytes())
-    return {"spec": spec, "code": digest.hexdigest()[:12]}
 
 
 def cache_dir(name: str, dataset: dict, extract: dict) -> str:
     """``{extract.cache_dir}/{dataset}/{hash}``: the store, its shard sentinels and summary live here."""
     return os.path.join(extract["cache_dir"], name, identity_hash(extraction_identity(dataset, extract)))
-
-
-def resolve_layer_indices(layers, depth: int, what: str = "layer") -> list[int]:
-    """Configured layers -> 1-based indices: 1..depth as given, negative counts from the end (-1 = last)."""
-    out = []
-    for layer in layers:
-        idx = layer + depth + 1 if layer < 0 else layer
-        if not 1 <= idx <= depth:
-            raise ValueError(f"{what} {layer} out of range for {depth} layers (use 1..{depth} or -{depth}..-1)")
-        out.append(idx)
-    if not out:
-        raise ValueError(f"no {what}s requested")
-    return out
 
 
 def shard_of(vid: str, n_shards: int) -> int:

@@ -59,10 +59,13 @@ class DecodeSpec:
     size: int = 224  # square output side, no crop
     chunk_clips: int = 32  # clips per message from a worker (bounds memory per video)
     resize: str = "official"  # one of RESIZES
+    clip_rule: str = "round"  # one of CLIP_RULES
 
     def __post_init__(self):
         if self.resize not in RESIZES:
             raise ValueError(f"resize {self.resize!r}: expected one of {RESIZES}")
+        if self.clip_rule not in CLIP_RULES:
+            raise ValueError(f"clip_rule {self.clip_rule!r}: expected one of {CLIP_RULES}")
 
 
 def resize_official(frames: np.ndarray, size: int) -> np.ndarray:
@@ -78,17 +81,29 @@ def resize_official(frames: np.ndarray, size: int) -> np.ndarray:
     return x.clamp_(0, 255).round_().to(torch.uint8).numpy()
 
 
-def num_clips(duration: float, clip_len: float) -> int:
-    """Clips covering ``duration``; a last partial clip is kept when it covers at least half a clip."""
+# How many clips a video of d seconds has (a cache-identity setting, `datasets.<name>.clip_rule`):
+# round: round(d / clip_len), a last partial clip counts from half a clip (this project's default);
+# ceil: ceil(d / clip_len), every partial clip counts (the SDST authors' released features: 75 clips for a 150 s
+# QVHighlights video, and annotations labelled by that rule can name a clip past round's last one).
+CLIP_RULES = ("round", "ceil")
+_EPS = 1e-6  # a duration a float rounding step above a whole number of clips is that number (150.0000001 s)
+
+
+def num_clips(duration: float, clip_len: float, rule: str = "round") -> int:
+    """Clips covering ``duration`` by ``rule`` (:data:`CLIP_RULES`); at least one."""
+    if rule == "ceil":
+        return max(1, math.ceil(duration / clip_len - _EPS))
+    if rule != "round":
+        raise ValueError(f"clip_rule {rule!r}: expected one of {CLIP_RULES}")
     return max(1, int(math.floor(duration / clip_len + 0.5)))
 
 
-def clip_frame_times(duration: float, clip_len: float, frames_per_clip: int) -> np.ndarray:
+def clip_frame_times(duration: float, clip_len: float, frames_per_clip: int, rule: str = "round") -> np.ndarray:
     """(n_clips, frames_per_clip) sampling times in seconds: middle of equal sub-intervals of each clip.
 
     The last clip is cut at ``duration`` so its frames lie inside the video.
     """
-    n = num_clips(duration, clip_len)
+    n = num_clips(duration, clip_len, rule)
     starts = np.arange(n) * clip_len
     ends = np.minimum(starts + clip_len, max(duration, 1e-6))
     ends = np.maximum(ends, starts + 1e-6)  # a video shorter than half a clip still yields one clip
@@ -213,7 +228,7 @@ def iter_video_chunks(path: str, spec: DecodeSpec) -> Iterator[tuple[str, object
     """
     official = spec.resize == "official"
     reader = _Reader(path, None if official else spec.size)
-    times = clip_frame_times(reader.duration, spec.clip_len, spec.frames_per_clip)
+    times = clip_frame_times(reader.duration, spec.clip_len, spec.frames_per_clip, spec.clip_rule)
     n_clips = len(times)
     yield "start", {
         "n_clips": n_clips,

@@ -30,15 +30,27 @@ def encode_clips(vision, frames_u8: np.ndarray, ident: dict, device: str) -> np.
     return feats.float().cpu().numpy()
 
 
+QUERY_ROWS = 32  # queries per forward pass; every pass has this shape (rows x text_max_len tokens)
+
+
 def encode_queries(text, tokenizer, queries: list[str], ident: dict, device: str) -> list[np.ndarray]:
-    """Strings -> one float32 (K, L_i, D) array per query, L_i = its real tokens ([CLS] ... [SEP])."""
+    """Strings -> one float32 (K, L_i, D) array per query, L_i = its real tokens ([CLS] ... [SEP]).
+
+    Every forward pass has the same shape, QUERY_ROWS rows (the last pass filled with copies of its first query)
+    of ``tokenizer.max_len`` tokens, so a query's features do not depend on which queries share its batch or how
+    long they are: a resumed extraction, a one-query prediction and an uninterrupted run give the same bits
+    (matrix kernels sum in an order that depends on the shapes they are given)."""
     import torch
 
-    ids, mask = tokenizer(queries)
-    with torch.inference_mode(), autocast_for(device):
-        feats = text(ids.to(device), mask.to(device), ident["text_layers"]).float().cpu().numpy()  # (K, B, L, D)
-    lengths = mask.sum(1).tolist()
-    return [feats[:, b, :lengths[b]] for b in range(len(queries))]
+    out = []
+    for i in range(0, len(queries), QUERY_ROWS):
+        chunk = list(queries[i:i + QUERY_ROWS])
+        ids, mask = tokenizer(chunk + chunk[:1] * (QUERY_ROWS - len(chunk)), width=tokenizer.max_len)
+        with torch.inference_mode(), autocast_for(device):
+            feats = text(ids.to(device), mask.to(device), ident["text_layers"]).float().cpu().numpy()  # (K,B,L,D)
+        lengths = mask.sum(1).tolist()
+        out += [feats[:, b, :lengths[b]] for b in range(len(chunk))]
+    return out
 
 
 def as_cached(x: np.ndarray) -> np.ndarray:

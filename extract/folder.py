@@ -15,11 +15,13 @@ codebases with ``python -m extract export``. ``--shard i --n-shards n`` splits a
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 from extract.shard import DEFAULT_EXTS, write_json_atomic
-from sdst.cli import exits_on_bad_input
+from extract.cli import exits_on_bad_input
 
 # The feature settings of config.yaml's `extract` section (tests/test_folder.py checks they agree), so that a
 # folder extracted here and a dataset extracted by the pipeline with the same backbone have the same features.
@@ -38,6 +40,14 @@ def list_videos(folder: str | Path, exts=DEFAULT_EXTS) -> dict[str, Path]:
         raise FileNotFoundError(f"{folder}: no such folder of videos")
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in exts and path.is_symlink() and not path.is_file():
+            try:
+                path.stat()
+                what = "does not lead to a file"
+            except OSError as err:  # ENOENT: dangling; ELOOP: a loop of links
+                what = "is a loop of symbolic links" if err.errno == errno.ELOOP else \
+                    f"is a dangling symbolic link (to {os.readlink(path)})"
+            raise ValueError(f"{path} {what}; fix or remove it, then run again")
         if path.is_file() and path.suffix.lower() in exts:
             if path.stem in found:
                 raise ValueError(f"{folder}: two videos with id '{path.stem}': {found[path.stem].name}, {path.name}")
@@ -50,11 +60,18 @@ def list_videos(folder: str | Path, exts=DEFAULT_EXTS) -> dict[str, Path]:
 def read_queries(path: str | Path) -> dict[str, tuple[str, str]]:
     """{qid: (query text, video id or "")} from a text file (one per line) or JSON lines."""
     path = Path(path)
+    if path.is_dir():
+        raise QueryFileError(f"{path}: --queries takes a file (one query per line, or JSON lines), not a folder")
     out: dict[str, tuple[str, str]] = {}
     jsonl = path.suffix in (".jsonl", ".json")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise QueryFileError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start + 1} of the line); "
+                                     "save the file as UTF-8") from None
             if not line.strip():
                 continue
             if jsonl:
@@ -79,20 +96,34 @@ def read_queries(path: str | Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-def folder_identity(backbone: str, checkpoint: str | None, clip_len: float, **overrides) -> dict:
+def _check_writable(out: Path) -> None:
+    """Fail before anything is extracted when ``out`` cannot be written (read-only, not a folder, no permission)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: --out must be a folder, this is a file")
+    probe = out / f".write-test-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"{out}: cannot write the output here ({err.strerror or err}); choose another --out") from None
+
+
+def folder_identity(backbone: str, checkpoint: str | None, clip_len: float, clip_rule: str = "round",
+                    **overrides) -> dict:
     """The extraction identity of a folder run: the pipeline's function with the defaults above."""
     from extract.config import extraction_identity
 
     unknown = set(overrides) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown extraction settings: {sorted(unknown)}")
-    return extraction_identity({"backbone": backbone, "checkpoint": checkpoint, "clip_len": clip_len},
-                               {**DEFAULTS, **overrides})
+    return extraction_identity({"backbone": backbone, "checkpoint": checkpoint, "clip_len": clip_len,
+                                "clip_rule": clip_rule}, {**DEFAULTS, **overrides}, where={"vision_layers": "--layers"})
 
 
 def extract_folder(videos: str | Path, out: str | Path, queries: str | Path | None = None, backbone: str = "1b",
                    checkpoint: str | None = None, clip_len: float = 2.0, shard: int = 0, n_shards: int = 1,
-                   exts=DEFAULT_EXTS, progress: bool = True, **run) -> dict:
+                   exts=DEFAULT_EXTS, progress: bool = True, clip_rule: str = "round", **run) -> dict:
     """Extract a folder into ``out`` (see the module docstring); returns the summary. ``run``: workers,
     batch_clips, timeout_s, device, threads, flush_items, flush_seconds of :func:`extract.shard.run_shard`;
     settings of the features (``DEFAULTS`` keys) may be given too."""
@@ -104,13 +135,13 @@ def extract_folder(videos: str | Path, out: str | Path, queries: str | Path | No
         raise ValueError("--backbone 1b needs --checkpoint (InternVideo2-stage2_1b-224p-f4.pt); only the tiny "
                          "test backbone runs without one")
     feature_settings = {k: run.pop(k) for k in list(run) if k in DEFAULTS}
-    identity = folder_identity(backbone, checkpoint, clip_len, **feature_settings)
+    identity = folder_identity(backbone, checkpoint, clip_len, clip_rule, **feature_settings)  # checks layers too
     out = Path(out)
     files = list_videos(videos, exts)
+    query_items = read_queries(queries) if queries is not None else {}
+    _check_writable(out)
     vids = sorted(v for v in files if shard_of(v, n_shards) == shard)
-    query_items = {}
-    if queries is not None:
-        query_items = {k: v for k, v in read_queries(queries).items() if shard_of(v[1] or k, n_shards) == shard}
+    query_items = {k: v for k, v in query_items.items() if shard_of(v[1] or k, n_shards) == shard}
     store = FeatureStore.create(out / "features.zarr", identity)
     store.close()
     store_json = out / "store.json"
@@ -133,6 +164,9 @@ def add_args(p) -> None:
     p.add_argument("--checkpoint", default=None, help="InternVideo2 checkpoint, e.g. InternVideo2-stage2_1b-224p-f4.pt")
     p.add_argument("--clip-len", type=float, default=2.0,
                    help="seconds per clip (2 for QVHighlights and TACoS features, 1 for Charades-STA)")
+    p.add_argument("--clip-rule", default="round", choices=["round", "ceil"],
+                   help="clips of a d-second video: round(d / clip-len) (default) or ceil(d / clip-len), the rule of "
+                        "the SDST authors' released features (README \"Feature extraction\")")
     p.add_argument("--layers", default=None,
                    help="vision layers to keep, comma-separated (default -4,-3,-2,-1: the last four blocks)")
     p.add_argument("--pooling", default=None, choices=["attn", "mean", "cls"],
@@ -153,14 +187,20 @@ def add_args(p) -> None:
 
 @exits_on_bad_input
 def main(args) -> int:
-    settings = json.loads(args.settings) if args.settings else {}
+    try:
+        settings = json.loads(args.settings) if args.settings else {}
+    except ValueError as err:
+        raise ValueError(f"--settings {args.settings!r}: not JSON ({err})") from None
     if args.layers:
-        settings["vision_layers"] = [int(x) for x in args.layers.split(",")]
+        try:
+            settings["vision_layers"] = [int(x) for x in args.layers.split(",")]
+        except ValueError:
+            raise ValueError(f"--layers {args.layers!r}: comma-separated integers, e.g. -4,-3,-2,-1") from None
     if args.pooling:
         settings["pooling"] = args.pooling
     summary = extract_folder(
         args.videos, args.out, queries=args.queries, backbone=args.backbone, checkpoint=args.checkpoint,
-        clip_len=args.clip_len, shard=args.shard, n_shards=args.n_shards, progress=not args.no_progress,
+        clip_len=args.clip_len, clip_rule=args.clip_rule, shard=args.shard, n_shards=args.n_shards, progress=not args.no_progress,
         exts=tuple(e if e.startswith(".") else "." + e for e in args.exts.split(",") if e), workers=args.workers,
         batch_clips=args.batch_clips, timeout_s=args.timeout, device=args.device, threads=args.threads,
         flush_items=args.flush_items, **settings)

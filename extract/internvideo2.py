@@ -331,7 +331,7 @@ class InternVideo2Vision(nn.Module):
 
     def resolve_layers(self, layers: Sequence[int]) -> list[int]:
         """1-based layer indices (negative counts from the end, -1 = last) -> 1-based indices."""
-        from extract.config import resolve_layer_indices
+        from extract.layers import resolve_layer_indices
 
         return resolve_layer_indices(layers, self.cfg.depth, "layer")
 

@@ -16,15 +16,17 @@ verified by :mod:`extract.cache` (size and CRC-32) and raises :class:`extract.ca
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from extract.cache import CacheError, FeatureStore
+from extract.cache import ITEM, CacheError, FeatureStore
 
 
-def _store_path(path: str | Path) -> Path:
+def store_path(path: str | Path) -> Path:
+    """The features.zarr of a store folder (or the store itself)."""
     path = Path(path)
     if (path / "zarr.json").is_file():
         return path
@@ -36,12 +38,23 @@ def _store_path(path: str | Path) -> Path:
 class Features:
     """One store, opened once; see the module docstring."""
 
-    def __init__(self, path: str | Path):
-        self.store = FeatureStore(_store_path(path), mode="r")
+    def __init__(self, path: str | Path, warn: bool = True):
+        self.store = FeatureStore(store_path(path), mode="r")
+        bad = [f"{ITEM[g]} '{k}'" for g, items in self.damaged.items() for k in sorted(items)]
+        if bad and warn:  # listed by .damaged; .videos and .queries hold the sound items only
+            warnings.warn(f"{self.store.path}: {len(bad)} damaged item(s) left out ({', '.join(bad[:5])}"
+                          f"{', ...' if len(bad) > 5 else ''}); `.damaged` says what is wrong with each; "
+                          "`python -m extract verify` marks them for re-extraction", stacklevel=3)
         self.identity: dict = self.store.identity
         self.clip_len: float = float(self.identity["clip_len"])
         self.vision_layers: list[int] = list(self.identity["vision_layers"])
         self.text_layers: list[int] = list(self.identity["text_layers"])
+
+    @property
+    def damaged(self) -> dict[str, dict[str, str]]:
+        """{"videos"|"queries": {id: what is wrong}}: items whose data is missing or truncated (found when the store
+        was opened); items whose bytes were altered fail when read (CacheError)."""
+        return {g: self.store.damaged(g) for g in ("videos", "queries")}
 
     # -- videos --------------------------------------------------------------------------------
     @property
@@ -110,5 +123,6 @@ class Features:
                        f"extract with --layers including it")
 
 
-def open_features(path: str | Path) -> Features:
-    return Features(path)
+def open_features(path: str | Path, warn: bool = True) -> Features:
+    """``warn``: a warning names the damaged items found when opening (see :attr:`Features.damaged`)."""
+    return Features(path, warn)

@@ -9,6 +9,7 @@ A video that cannot be decoded is recorded with its file and reason; the others 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -18,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.cache import ABSENT, FeatureOverflowError, FeatureStore
+from extract.cache import ABSENT, ITEM, FeatureOverflowError, FeatureStore, canonical_json
 from extract.config import shard_of
+from extract.locking import exclusive
+from extract.sources import file_identity, source_change
 from extract.decode import DecodePool, DecodeSpec
 from extract.devices import resolve_device
 from extract.features import encode_clips, encode_queries
@@ -30,7 +33,7 @@ DEFAULT_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 def write_json_atomic(path: str | Path, obj) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: two writers never share a temp file
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
@@ -95,12 +98,14 @@ def shard_main(args) -> int:
     failed = report["videos"]["failed"]
     print(f"shard {args.shard}/{args.n_shards}: {report['videos']['extracted']} videos extracted, "
           f"{report['videos']['already_complete']} already complete, {len(failed)} failed, "
-          f"{len(report['damaged'])} damaged re-extracted; "
+          f"{len(report['damaged'])} damaged and {len(report['changed'])} changed re-extracted; "
           f"{report['queries']['extracted']} queries extracted; {rate(report['clips_per_s'])} clips/s")
     for f in failed:
         print(f"  FAILED {f['vid']} ({f['file']}): {f['reason']}")
     for d in report["damaged"]:
         print(f"  DAMAGED {d['item']} re-extracted: {d['reason']}")
+    for d in report["changed"]:
+        print(f"  CHANGED {d['item']} re-extracted: {d['reason']}")
     return 0
 
 
@@ -112,8 +117,9 @@ def rate(x: float) -> str:
     return f"{x:.{max(0, 1 - math.floor(math.log10(x)))}f}"
 
 
-def _shard_items(annotations, shard: int, n_shards: int):
-    from sdst.annotations import load_annotations
+def shard_items(annotations, shard: int, n_shards: int):
+    """(sorted video ids, {query key: (text, video id)}) of the annotations' items hashed to ``shard``."""
+    from extract.annotations import load_annotations
 
     vids, queries = set(), {}
     for path in annotations:
@@ -162,35 +168,94 @@ def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, work
               timeout_s=600.0, device="auto", threads=0, exts=DEFAULT_EXTS, progress=True, flush_items=1000,
               flush_seconds=600.0, items=None) -> dict:
     """Extract this shard's videos and queries: those of ``annotations`` hashed to it, or ``items`` =
-    (video ids, {query key: (text, video id)}) given directly (``python -m extract videos``)."""
+    (video ids, {query key: (text, video id)}) given directly (``python -m extract videos``). One job per shard
+    of a store at a time (:mod:`extract.locking`)."""
     import torch
 
     t_start = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
     meta = json.loads(Path(store_json).read_text())
-    store = FeatureStore(meta["store"], mode="a", flush_items=flush_items, flush_seconds=flush_seconds)
-    if store.identity_hash != meta["identity_hash"]:
-        raise RuntimeError(f"{meta['store']}: store identity {store.identity_hash} != {meta['identity_hash']}")
-    try:
+    path = Path(meta["store"])
+    lock = path.with_name(f"{path.name}.locks") / f"{shard}-of-{n_shards}.lock"
+    with exclusive(lock, f"shard {shard}/{n_shards} of {path}"):
+        store = FeatureStore(path, mode="a", flush_items=flush_items, flush_seconds=flush_seconds)
+        if store.identity_hash != meta["identity_hash"]:
+            raise RuntimeError(f"{path}: store identity {store.identity_hash} != {meta['identity_hash']}")
         if items is None:
-            items = _shard_items(annotations, shard, n_shards)
-        return _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers, batch_clips,
-                          timeout_s, device, exts, progress, t_start)
-    finally:
-        store.close()  # writes the finished items still buffered, also when a video or the model failed
+            items = shard_items(annotations, shard, n_shards)
+        # the files as this job finds them (a file replaced while the job runs differs at the next check)
+        sources = _source_stats(videos, items[0], exts)
+        try:
+            report = _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers, batch_clips,
+                                timeout_s, device, exts, progress, t_start)
+        finally:
+            store.close()  # writes the finished items still buffered, also when a video or the model failed
+    vids, queries = items
+    report["sources"] = sources
+    report["digest"] = shard_digest(store, vids, queries, report["videos"]["failed"])
+    return report
 
 
-def _todo(store, group: str, keys, damaged: list) -> list:
-    """Items to extract: absent, or present but failing verification (read back, size and CRC-32)."""
+def shard_digest(store, vids, queries, failed) -> str:
+    """Fingerprint of what the shard's items hold now: their stored content and the videos that failed. The
+    workflow re-trains only when a dataset's digests change (workflow/rules/common.smk)."""
+    return canonical_json([store.digest("videos", vids), store.digest("queries", queries),
+                           sorted(f["vid"] for f in failed)])
+
+
+def _source_stats(videos, vids, exts) -> dict[str, list[int]]:
+    """{vid: [size, mtime_ns]} of the shard's video files: what the workflow compares before the next run to find
+    replaced files (extract.repair)."""
+    out = {}
+    for vid in vids:
+        path = find_video(videos, vid, exts)
+        if path is not None:
+            st = path.stat()
+            out[vid] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _todo(store, group: str, keys, damaged: list, changed: list, current) -> list:
+    """Items to extract: absent, present but failing verification (read back, size and CRC-32), or computed from
+    another source than ``current(key, attrs)`` describes (that returns what changed, or None)."""
     todo = []
     for key in keys:
         problem = store.problem(group, key, deep=True)
-        if problem is not None:
-            todo.append(key)
-            if problem != ABSENT:
-                damaged.append({"item": f"{group[:-1]} '{key}'", "reason": problem})
+        if problem is None:
+            problem = current(key, store.entry(group, key).attrs)
+            if problem is not None:
+                todo.append(key)
+                changed.append({"item": f"{ITEM[group]} '{key}'", "reason": problem})
+            continue
+        todo.append(key)
+        if problem != ABSENT:
+            damaged.append({"item": f"{ITEM[group]} '{key}'", "reason": problem})
     return todo
+
+
+def _clip(text: str, n: int = 60) -> str:
+    return repr(text if len(text) <= n else text[:n - 3] + "...")
+
+
+def _query_change(queries):
+    def change(key, attrs):
+        text, vid = queries[key]
+        if attrs.get("query", text) != text:
+            return f"query text changed: {_clip(attrs['query'])} when extracted, {_clip(text)} now"
+        if attrs.get("vid", vid) != vid:
+            return f"query now belongs to video '{vid}', was extracted for '{attrs['vid']}'"
+        return None
+
+    return change
+
+
+def _video_change(videos, exts):
+    def change(vid, attrs):
+        path = find_video(videos, vid, exts)
+        return None if path is None else source_change(attrs.get("source"), path)
+
+    return change
 
 
 def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers, batch_clips, timeout_s,
@@ -200,8 +265,9 @@ def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers,
     ident = meta["identity"]
     vids, queries = items
     damaged: list[dict] = []
-    todo_vids = _todo(store, "videos", vids, damaged)
-    todo_queries = _todo(store, "queries", queries, damaged)
+    changed: list[dict] = []  # items whose source (video file, query text) changed since they were extracted
+    todo_vids = _todo(store, "videos", vids, damaged, changed, _video_change(videos, exts))
+    todo_queries = _todo(store, "queries", queries, damaged, changed, _query_change(queries))
     report = {
         "shard": shard, "n_shards": n_shards, "store": meta["store"], "identity_hash": meta["identity_hash"],
         "videos": {"total": len(vids), "already_complete": len(vids) - len(todo_vids), "extracted": 0,
@@ -209,6 +275,7 @@ def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers,
         "queries": {"total": len(queries), "already_complete": len(queries) - len(todo_queries), "extracted": 0},
         "clips": 0, "seconds": 0.0, "model_seconds": 0.0, "clips_per_s": 0.0, "device": None,
         "damaged": damaged,  # items that failed verification, re-extracted now
+        "changed": changed,
     }
     if not todo_vids and not todo_queries:
         report["seconds"] = time.perf_counter() - t_start
@@ -229,7 +296,8 @@ def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers,
         report["queries"]["extracted"] = len(todo_queries)
 
     spec = DecodeSpec(clip_len=ident["clip_len"], frames_per_clip=ident["frames_per_clip"],
-                      size=ident["image_size"], resize=ident["resize"], chunk_clips=batch_clips)
+                      size=ident["image_size"], resize=ident["resize"], chunk_clips=batch_clips,
+                      clip_rule=ident.get("clip_rule", "round"))
     items, state = [], {}
     for vid in todo_vids:
         path = find_video(videos, vid, exts)
@@ -239,7 +307,7 @@ def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers,
                  "reason": f"video file not found (tried {', '.join(exts)})"})
         else:
             items.append((vid, str(path)))
-            state[vid] = {"file": str(path)}
+            state[vid] = {"file": str(path), "source": file_identity(path)}
 
     batcher = _Batcher(batch_clips)
     model_s = 0.0
@@ -248,8 +316,11 @@ def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers,
     def run_batch(pieces):
         nonlocal model_s, clips
         frames = np.concatenate([p[2] for p in pieces])
+        # every pass has batch_clips clips (the last one padded with copies): a clip's features then do not
+        # depend on which clips share its batch, so a resumed job writes the bits an uninterrupted one would
+        padded = np.concatenate([frames, np.repeat(frames[:1], batch_clips - len(frames), axis=0)])
         t0 = time.perf_counter()
-        feats = encode_clips(vision, frames, ident, dev)  # (K, B, D); .cpu() waits for the GPU
+        feats = encode_clips(vision, padded, ident, dev)[:, :len(frames)]  # (K, B, D); .cpu() waits for the GPU
         model_s += time.perf_counter() - t0
         clips += len(frames)
         offset = 0
@@ -267,7 +338,7 @@ def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers,
             try:
                 store.write_video(vid, st["feats"], clip_len=ident["clip_len"], duration=info["duration"],
                                   fps=info["fps"], codec=info["codec"], clamped=info.get("clamped", False),
-                                  file=os.path.basename(st["file"]))
+                                  file=os.path.basename(st["file"]), source=st["source"])
                 report["videos"]["extracted"] += 1
                 if info.get("clamped"):
                     report["videos"]["clamped"].append(vid)
@@ -311,11 +382,11 @@ def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers,
     return report
 
 
-def _extract_queries(store, text, items, ident, dev, batch: int = 64) -> None:
+def _extract_queries(store, text, items, ident, dev, batch: int = 256) -> None:
     from extract.tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer(text.name, max_len=ident["text_max_len"])
-    for i in range(0, len(items), batch):
+    for i in range(0, len(items), batch):  # encode_queries fixes the shape of every pass itself
         chunk = items[i:i + batch]
         feats = encode_queries(text, tokenizer, [q for _, (q, _) in chunk], ident, dev)
         for (key, (q, vid)), f in zip(chunk, feats):
@@ -347,8 +418,16 @@ def write_summary(meta: dict, reports: list[dict], out: str | Path) -> dict:
         "videos": {k: sum(r["videos"][k] for r in reports) for k in ("total", "already_complete", "extracted")},
         "queries": {k: sum(r["queries"][k] for r in reports) for k in ("total", "already_complete", "extracted")},
         "failed_videos": failed,
+        # query files that could not be imported (extract.importer); training leaves their queries out
+        "failed_queries": sorted((f for r in reports for f in r["queries"].get("failed", [])),
+                                 key=lambda f: str(f["qid"])),
         "clamped_videos": sorted(v for r in reports for v in r["videos"].get("clamped", [])),
         "damaged_reextracted": [d for r in reports for d in r.get("damaged", [])],
+        "changed_reextracted": [d for r in reports for d in r.get("changed", [])],
+        # what training depends on: the content of every item and the failures, shard by shard (None for
+        # reports of jobs older than the digest)
+        "features_digest": hashlib.sha1(canonical_json(sorted(
+            [r["shard"], r["n_shards"], r.get("digest")] for r in reports)).encode()).hexdigest()[:16],
         "clips": sum(r["clips"] for r in reports),
         "seconds": sum(r["seconds"] for r in reports),
     }
@@ -359,4 +438,6 @@ def write_summary(meta: dict, reports: list[dict], out: str | Path) -> dict:
           f"already complete, {v['failed']} failed), {summary['queries']['total']} queries")
     for f in failed:
         print(f"  FAILED {f['vid']} ({f['file']}): {f['reason']}")
+    for f in summary["failed_queries"]:
+        print(f"  FAILED query {f['qid']} ({f['file']}): {f['reason']}")
     return summary

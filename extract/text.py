@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 
-from extract.checkpoint import CheckpointError, check_and_load
+from extract.weights import CheckpointError, check_and_load
 from extract.tokenizer import minilm_dir
 
 
@@ -79,7 +79,7 @@ class TextEncoder(nn.Module):
 
     def resolve_layers(self, layers: Sequence[int]) -> list[int]:
         """1-based layer indices (negative counts from the end, -1 = last) -> 1-based indices."""
-        from extract.config import resolve_layer_indices
+        from extract.layers import resolve_layer_indices
 
         return resolve_layer_indices(layers, self.cfg.text_layers, "text layer")
 

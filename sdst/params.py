@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from sdst.cli import exits_on_bad_input
+from extract.cli import exits_on_bad_input
 from sdst.config import BACKBONE_DIMS, load_config, parse_set, resolve_run
 
 

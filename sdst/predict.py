@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdst.cli import exits_on_bad_input
+from extract.cli import exits_on_bad_input
 from sdst.plots import fmt_score
 
 
@@ -63,6 +63,10 @@ class Predictor:
         if not self.ident:
             raise ValueError(f"{checkpoint}: carries no extraction configuration (trained on a cache without a "
                              f"summary identity), so its features cannot be recomputed for a new video")
+        if self.ident.get("import"):
+            raise ValueError(f"{checkpoint}: trained on imported features ({self.ident['import']} files, no backbone "
+                             "here to compute them for a new video); train on features extracted by this project "
+                             "to predict on new videos")
         if self.ident.get("checkpoint") and not backbone_checkpoint:
             raise ValueError(f"{checkpoint}: its features came from the {self.ident['backbone']} backbone "
                              f"checkpoint {self.ident['checkpoint']['name']}: pass it with --backbone-checkpoint")
@@ -84,6 +88,8 @@ class Predictor:
     def predict(self, video: str, query: str, top_k: int = 10) -> Prediction:
         import torch
 
+        check_query(query)
+
         from extract.decode import DecodeSpec, VideoDecodeError, iter_video_chunks
         from extract.features import as_cached, encode_clips, encode_queries
         from sdst.config import ranks_by_actionness
@@ -91,7 +97,8 @@ class Predictor:
 
         spec = DecodeSpec(clip_len=self.ident["clip_len"], frames_per_clip=self.ident["frames_per_clip"],
                           size=self.ident["image_size"], chunk_clips=self.batch_clips,
-                          resize=self.ident.get("resize", "decoder"))  # caches made before the option: decoder
+                          resize=self.ident.get("resize", "decoder"),  # caches made before the option: decoder
+                          clip_rule=self.ident.get("clip_rule", "round"))
         feats, info, middles = [], {}, {}
         try:
             for kind, payload in iter_video_chunks(video, spec):
@@ -118,6 +125,13 @@ class Predictor:
         thumbs = [middles[min(int(((s + e) / 2) // clip_len), n - 1)] for s, e, _ in rec["pred_relevant_windows"][:3]]
         return Prediction(str(video), query, info["duration"], clip_len, rec["pred_relevant_windows"],
                           rec["pred_saliency_scores"], thumbs)
+
+
+def check_query(query: str) -> None:
+    """A query must hold a word to ground: empty or punctuation-only text tokenises to [CLS] alone."""
+    if not any(ch.isalnum() for ch in query):
+        raise ValueError(f"--query {query!r}: no word to look for (empty or punctuation only); describe the moment, "
+                         "e.g. --query 'a man opens a door'")
 
 
 def _describe(ident: dict | None) -> str:
@@ -181,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not Path(args.video).is_file():
         raise ValueError(f"{args.video}: no such video file")
+    check_query(args.query)
     pred = Predictor(args.checkpoint, args.backbone_checkpoint, args.device,
                      allow_backbone_mismatch=args.allow_backbone_mismatch).predict(args.video, args.query)
     out = Path(args.out)

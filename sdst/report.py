@@ -2,12 +2,14 @@
 
     python -m sdst.report --metrics results/D/M/metrics.json ... --out results/significance/report.md
                           [--metric-set qvh=MR-full-R1@0.5,... --metric-set mr=...] [--block-by-seed]
-                          [--lower-is-better m1,m2] [--alpha 0.05]
+                          [--lower-is-better m1,m2] [--alpha 0.05] [--gt DATASET=FILE ...]
+                          [--offsets results/D/M/diagnose/offsets.json ...]
 
 Reads each model's aggregated metrics (sdst.aggregate), writes beside ``report.md``: ``scores.csv``
 (model,dataset,metric,seed,value — the input of ``python -m sdst.stats``), ``report.json`` (the statistics)
 and ``cd_diagram.png``. The models are the treatments, ranked within each block (dataset x metric, or
-dataset x metric x seed); blocks with a missing value are dropped and counted.
+dataset x metric x seed); blocks with a missing value are dropped and counted. Then the breakdown by moment
+length (sdst.lengths) and, for SDST-family models, where their deformable offsets point (sdst.diagnose).
 """
 
 from __future__ import annotations
@@ -116,8 +118,12 @@ def render(tables: dict, result: dict | None, metric_sets: dict, error: str | No
 
 
 def build(paths: list[str], out: str | Path, metric_sets: dict | None = None, block_by_seed: bool = False,
-          lower_is_better=(), alpha: float = 0.05) -> dict | None:
-    from sdst import stats
+          lower_is_better=(), alpha: float = 0.05, gt: dict[str, str] | None = None,
+          offsets: list[str] = ()) -> dict | None:
+    """The report; ``gt`` (dataset -> headline-split annotations) counts the windows of the length breakdown
+    (sdst.lengths), ``offsets`` are the offsets.json of SDST-family models (sdst.diagnose, figure beside)."""
+    from sdst import lengths, stats
+    from sdst.diagnose import report_section
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -135,9 +141,13 @@ def build(paths: list[str], out: str | Path, metric_sets: dict | None = None, bl
     except stats.ScoresError as err:
         error = str(err)
         _placeholder(out.parent / "cd_diagram.png", f"No critical-difference diagram: {error}")
-    (out.parent / "report.json").write_text(json.dumps(stats._jsonable(result) if result else {"error": error},
+    by_length = lengths.breakdown(paths, gt)
+    summary = stats._jsonable(result) if result else {"error": error}
+    (out.parent / "report.json").write_text(json.dumps({**summary, "by_length": stats._jsonable(by_length)},
                                                        indent=2) + "\n")
-    out.write_text(render(tables, result, metric_sets, error))
+    sections = [render(tables, result, metric_sets, error), lengths.render(by_length),
+                report_section([p for p in offsets if p.endswith(".json")], out.parent)]
+    out.write_text("\n".join(s.rstrip("\n") + "\n" for s in sections if s))
     write_html(out, "Significance report")  # the same page for Snakemake's report, CD diagram embedded
     return result
 
@@ -167,13 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--block-by-seed", action="store_true")
     p.add_argument("--lower-is-better", default="")
     p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--gt", action="append", default=[], metavar="DATASET=FILE",
+                   help="a dataset's headline-split annotations (GT windows per length range)")
+    p.add_argument("--offsets", nargs="*", default=[],
+                   help="offsets.json (and .png) of SDST-family models (python -m sdst.diagnose)")
     args = p.parse_args(argv)
     sets = {}
     for item in args.metric_set:
         kind, _, names = item.partition("=")
         sets[kind] = [n for n in names.split(",") if n]
+    gt = dict(item.split("=", 1) for item in args.gt)
     result = build(args.metrics, args.out, sets, args.block_by_seed,
-                   [m for m in args.lower_is_better.split(",") if m], args.alpha)
+                   [m for m in args.lower_is_better.split(",") if m], args.alpha, gt, args.offsets)
     if result:
         fr = result["friedman"]
         print(f"{args.out}: Friedman chi2 = {fr['statistic']:.3f}, p = {_p(fr['pvalue'])}, "

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as ss
 
-from sdst.cli import exits_on_bad_input
+from extract.cli import exits_on_bad_input
 
 COLUMNS = ("model", "dataset", "metric", "seed", "value")
 MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "none", "null", "-"})

@@ -8,7 +8,9 @@ Writes ``summary.md``, ``summary.csv`` (the same rows; mean and std in columns o
 ``summary.html`` (the same Markdown as a page, for Snakemake's report), and ``extraction.md``/``.html`` (videos,
 clips and queries extracted, every failed video with its file and reason). The columns are the paper's
 (Tab. 1 for QVHighlights, Tab. 2 for Charades-STA and TACoS: sdst.report.DEFAULT_METRICS); every reported
-split of each model is a row.
+split of each model is a row. With ``--paper qvh|charades|tacos`` (config ``datasets.<d>.paper``) a second table
+puts the paper's reported numbers (sdst.paper) beside the default model's, labelled as the paper's, with the
+difference to the run's mean in its standard deviations and both selection protocols named (``--protocol``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 from pathlib import Path
 
 from sdst.html import write_html
+from sdst.paper import PAPER_PROTOCOL, REPORTED, difference
 from sdst.report import DEFAULT_METRICS, metric_kind
 
 
@@ -58,6 +61,30 @@ def render(dataset: str, names: list[str], table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_paper(paper: str, names: list[str], table: list[dict], protocol: str | None) -> str:
+    """The paper's reported numbers for the splits the run reports, beside the default model's (the first rows)."""
+    model = table[0]["model"]
+    lines = ["## Beside the paper (SDST, ICCV 2025)", "",
+             f"The paper's numbers as it reports them (labelled *paper*), this run's `{model}` (mean ± std over "
+             "seeds) and their difference, run − paper, in the run's standard deviations.", "",
+             f"- model selection in this run: {protocol or 'as configured (splits.select)'}",
+             f"- model selection in the paper: {PAPER_PROTOCOL}", "",
+             "| | split | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
+    shown = 0
+    for r in (r for r in table if r["model"] == model and r["split"] in REPORTED[paper]):
+        where, reported = REPORTED[paper][r["split"]]
+        cells = {n: reported.get(n) for n in names}
+        lines.append(f"| paper ({where}) | {r['split']} | " + " | ".join(_num(v) for v in cells.values()) + " |")
+        lines.append(f"| {model} (this run) | {r['split']} | " + " | ".join(
+            _num(m) + ("" if s is None else f" ± {s:.2f}") for m, s in r["metrics"].values()) + " |")
+        lines.append(f"| run − paper | {r['split']} | " + " | ".join(
+            "–" if cells[n] is None else difference(*r["metrics"][n], cells[n]) for n in names) + " |")
+        shown += 1
+    if not shown:
+        return ""
+    return "\n".join(lines) + "\n"
+
+
 def write_csv(path: Path, names: list[str], table: list[dict]) -> None:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -70,8 +97,10 @@ def write_csv(path: Path, names: list[str], table: list[dict]) -> None:
 def render_extraction(dataset: str, ex: dict) -> str:
     v, q = ex["videos"], ex["queries"]
     ident = ex.get("identity", {})
+    source = (f"imported {ident['import']} files, no extraction ran; the files say backbone {ident.get('backbone')}"
+              if ident.get("import") else f"backbone {ident.get('backbone')}")
     lines = [f"# Feature extraction: {dataset}", "",
-             f"Store `{ex['store']}` (identity {ex['identity_hash']}: backbone {ident.get('backbone')}, "
+             f"Store `{ex['store']}` (identity {ex['identity_hash']}: {source}, "
              f"{ident.get('clip_len')} s clips, layers {ident.get('vision_layers')}, pooling {ident.get('pooling')}).",
              "", "| | count |", "|---|---:|",
              f"| videos | {v['total']} |", f"| videos extracted by the last run | {v['extracted']} |",
@@ -83,6 +112,9 @@ def render_extraction(dataset: str, ex: dict) -> str:
         lines += [f"| {f['vid']} | {f['file']} | {f['reason'].replace('|', '/')} |" for f in ex["failed_videos"]]
     else:
         lines.append("No video failed.")
+    if ex.get("failed_queries"):
+        lines += ["", "## Query files that could not be imported", "", "| query | file | reason |", "|---|---|---|"]
+        lines += [f"| {f['qid']} | {f['file']} | {f['reason'].replace('|', '/')} |" for f in ex["failed_queries"]]
     for key, what in (("clamped_videos", "Videos whose clips were clamped to the decodable frames"),
                       ("damaged_reextracted", "Damaged items found and re-extracted")):
         if ex.get(key):
@@ -91,11 +123,13 @@ def render_extraction(dataset: str, ex: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(dataset: str, metrics_files: list[str], extraction: str, out: str | Path) -> None:
+def build(dataset: str, metrics_files: list[str], extraction: str, out: str | Path, paper: str | None = None,
+          protocol: str | None = None) -> None:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     names, table = rows(metrics_files)
-    out.write_text(render(dataset, names, table))
+    beside = render_paper(paper, names, table, protocol) if paper else ""
+    out.write_text(render(dataset, names, table) + ("\n" + beside if beside else ""))
     write_csv(out.with_suffix(".csv"), names, table)
     write_html(out, f"Results: {dataset}")
     ex_md = out.parent / "extraction.md"
@@ -110,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics", nargs="+", required=True, help="results/D/<model>/metrics.json of each model")
     p.add_argument("--extraction", required=True, help="results/D/extraction.json")
     p.add_argument("--out", required=True, help="summary.md (.csv, .html and extraction.md/.html beside it)")
+    p.add_argument("--paper", choices=sorted(REPORTED), help="show the paper's reported numbers of this dataset")
+    p.add_argument("--protocol", help="how this run selected its checkpoint, in words (sdst.paper.run_protocol)")
     args = p.parse_args(argv)
-    build(args.dataset, args.metrics, args.extraction, args.out)
+    build(args.dataset, args.metrics, args.extraction, args.out, args.paper, args.protocol)
     print(Path(args.out).read_text())
     return 0
 

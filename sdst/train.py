@@ -26,10 +26,11 @@ import numpy as np
 import torch
 
 from extract.devices import resolve_device
+from extract.cache import canonical_json
 from sdst.checkpoint import load_checkpoint, save_checkpoint
-from sdst.cli import exits_on_bad_input
-from sdst.config import (LossConfig, MatcherConfig, canonical, load_config, parse_set, ranks_by_actionness, resolve_run,
-                         run_identity, with_runtime)
+from extract.cli import exits_on_bad_input
+from sdst.config import (LossConfig, MatcherConfig, check_layers_held, load_config, parse_set,
+                         ranks_by_actionness, resolve_run, run_identity, with_runtime)
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record, split_queries
 from sdst.evaluate import evaluate
 from sdst.infer import autocast_for, predict_records
@@ -79,16 +80,13 @@ def fit_input_norms(model, dataset: FeatureDataset) -> None:
 
 
 def code_version(arch: str) -> str:
-    """Hash of the sources training the arch depends on (sdst.config.train_sources): a run resumes only if
-    started by the same code; a code change re-runs the job from scratch, an interrupted job resumes."""
-    import hashlib
+    """Fingerprint of the sources training the arch runs (sdst.config.code_files, the workflow's own): a run
+    resumes only if started by the same code; a code change re-runs the job from scratch, an interrupted job
+    resumes."""
+    from extract.imports import fingerprint
+    from sdst.config import PROJECT_ROOT, code_files
 
-    from sdst.config import PROJECT_ROOT, source_files, train_sources
-
-    digest = hashlib.sha1()
-    for f in source_files(train_sources(arch)):
-        digest.update(f.relative_to(PROJECT_ROOT).as_posix().encode() + bytes(1) + f.read_bytes())
-    return digest.hexdigest()[:12]
+    return fingerprint(code_files(["sdst.train"], arch), PROJECT_ROOT)
 
 
 def write_log(path: Path, history: list[dict]) -> None:
@@ -117,10 +115,11 @@ class RunLog:
         print(line, file=sys.stderr, flush=True)
 
 
-def resume_state(path: Path, run: dict, version: str, log: RunLog, extraction: dict | None = None) -> dict | None:
+def resume_state(path: Path, run: dict, version: str, log: RunLog, extraction: dict | None = None,
+                 features: str | None = None) -> dict | None:
     """checkpoint_last.pt's contents if this run may resume from it, else None (with the reason in the log):
-    same run configuration, code and features (``extraction``: the cache's identity, which for a generated
-    dataset includes its generator spec: regenerated data under the same annotation paths is new data)."""
+    same run configuration, code and features (``extraction``: the cache's identity; ``features``: the
+    extraction's features digest, which changes when an item is re-extracted, e.g. from a regenerated video)."""
     if not path.is_file():
         return None
     try:
@@ -128,11 +127,14 @@ def resume_state(path: Path, run: dict, version: str, log: RunLog, extraction: d
     except ValueError as err:  # unreadable, or refused as unsafe (sdst.checkpoint): never unpickled
         log(f"{err}; starting afresh")
         return None
-    if canonical(run_identity(state["run"])) != canonical(run_identity(run)) or state.get("code") != version:
+    if canonical_json(run_identity(state["run"])) != canonical_json(run_identity(run)) or state.get("code") != version:
         log(f"{path}: written by another configuration or code version; starting afresh")
         return None
-    if canonical(state.get("dims", {}).get("extraction")) != canonical(extraction):
-        log(f"{path}: trained on other features; starting afresh")
+    if canonical_json(state.get("dims", {}).get("extraction")) != canonical_json(extraction):
+        log(f"{path}: trained on features of another extraction; starting afresh")
+        return None
+    if state.get("features", features) != features:  # checkpoints older than the digest have none
+        log(f"{path}: trained on other features (an item was re-extracted since); starting afresh")
         return None
     for line in state.get("log", []):  # the history so far, then this run's lines
         log(line)
@@ -150,14 +152,14 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     version = code_version(run["model"]["arch"])
     log = RunLog()
     info = cache_info(features)
-    state = resume_state(last_path, run, version, log, info.identity)
+    state = resume_state(last_path, run, version, log, info.identity, info.digest)
     if t["threads"]:
         torch.set_num_threads(t["threads"])
     device = resolve_device(t["device"])
     splits = split_queries(data)
     make = lambda qs, min_clips: FeatureDataset(  # noqa: E731
         qs, info.store, data["clip_len"], data["saliency"], min_clips=min_clips, preload=t["preload"],
-        failed=info.failed)
+        failed=info.failed, failed_queries=info.failed_queries)
     train_ds, select_ds = make(splits["train"], t["min_clips"]), make(splits["select"], 0)
     if len(train_ds) == 0 or len(select_ds) == 0:
         raise ValueError(f"no training ({len(train_ds)}) or selection ({len(select_ds)}) queries with features; "
@@ -165,6 +167,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     select_gt = [query_record(q) for q in select_ds.items]
     dims = {"video": info.video_dim, "text": info.text_dim, "layers": info.layers, "extraction": info.identity}
 
+    check_layers_held(run, info.layers, info.text_layers or info.layers, f"the store {info.store}")
     seed_everything(seed)
     model = build_model(run["model"]["arch"], run["model"]["params"], dims["video"], dims["text"], dims["layers"])
     fit_input_norms(model, train_ds)
@@ -245,7 +248,8 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
         # the last checkpoint also holds the best weights: Snakemake deletes a job's outputs (the best
         # checkpoint) before re-running it, and a resumed run must still be able to write them
         save_checkpoint(last_path, {"run": run, "dims": dims, "model": model.state_dict(), "code": version,
-                                    "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                                    "features": info.digest, "optimizer": optimizer.state_dict(),
+                                    "scaler": scaler.state_dict(),
                                     "epoch": epoch, "iteration": iteration, "history": history, "best": best,
                                     "best_model": best_state, "rng": rng_state(), "log": log.lines})
         write_log(out_dir / "train_log.csv", history)

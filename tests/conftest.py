@@ -224,3 +224,56 @@ def folder_run(tmp_path_factory):
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs.append((proc, json.loads((base / "out" / "summary.json").read_text())))
     return base, runs[0], runs[1]
+
+
+COLOURS = ("red", "green", "blue", "yellow")
+
+
+def write_release(root, videos=None, fmt="sdst", layers=5, vdim=32, tdim=24, clips=(8, 12), seed=0, dtype="float16"):
+    """QVHighlights-format annotations and pre-extracted features in a peer's layout, written here with numpy from
+    the layout's documented shapes (never through the project's export). ``fmt`` sdst: the SDST release,
+    ``vid_feats/{vid}.npz`` with ``visual_feats_interm_pooled`` (clips, layers, dim) and ``txt_feats/{qid}.npz`` with
+    ``text_feats`` (layers, tokens, dim); moment_detr: ``video/{vid}.npz`` with ``features`` (clips, dim) and
+    ``text/qid{qid}.npz`` with ``last_hidden_state`` (tokens, dim). A query has [CLS] plus its word pieces as tokens
+    (InternVideo2's tokenisation); clips inside its window carry its colour's direction in every layer, so a model
+    can learn it. Returns {"annotations": {split: path}, "videos": folder, "queries": folder}."""
+    from extract.tokenizer import build_tokenizer
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    vdir, qdir = (root / "vid_feats", root / "txt_feats") if fmt == "sdst" else (root / "video", root / "text")
+    prefix = "" if fmt == "sdst" else "qid"
+    vdir.mkdir(parents=True, exist_ok=True)
+    qdir.mkdir(parents=True, exist_ok=True)
+    vdirs, tdirs = rng.normal(size=(4, vdim)), rng.normal(size=(4, tdim))
+    tokenizer = build_tokenizer("bert-large-19", 512)
+    ann, qid = {}, 0
+    for split, n in (videos or {"train": 6, "sel": 2, "val": 2}).items():
+        rows = []
+        for i in range(n):
+            vid, t, colour = f"{split}{i:02d}", int(rng.integers(*clips)), int(rng.integers(4))
+            length = int(rng.integers(2, max(3, t // 2)))
+            start = int(rng.integers(0, t - length))
+            v = rng.normal(size=(t, layers, vdim)) * 0.5
+            v[start:start + length] += 2.0 * vdirs[colour]
+            if fmt == "sdst":
+                np.savez(vdir / f"{vid}.npz", visual_feats_interm_pooled=v.astype(dtype))
+            else:
+                np.savez(vdir / f"{vid}.npz", features=v[:, -1].astype(dtype))
+            text = f"the {COLOURS[colour]} shape glides across"
+            n_tok = len(tokenizer.ids(text))  # [CLS] + word pieces
+            q = rng.normal(size=(layers, n_tok, tdim)) * 0.5
+            q[:, 1:] += 2.0 * tdirs[colour]
+            if fmt == "sdst":
+                np.savez(qdir / f"{prefix}{qid}.npz", text_feats=q.astype(dtype))
+            else:
+                np.savez(qdir / f"{prefix}{qid}.npz", last_hidden_state=q[-1].astype(dtype))
+            rows.append({"qid": qid, "query": text, "duration": t * 2.0, "vid": vid,
+                         "relevant_windows": [[start * 2.0, (start + length) * 2.0]],
+                         "relevant_clip_ids": list(range(start, start + length)),
+                         "saliency_scores": [[4, 3, 4]] * length})
+            qid += 1
+        path = root / f"{split}.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        ann[split] = str(path)
+    return {"annotations": ann, "videos": str(vdir), "queries": str(qdir)}

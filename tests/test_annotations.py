@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import DATA
-from sdst.annotations import AnnotationError, load_annotations
+from extract.annotations import AnnotationError, load_annotations
 
 COUNTS = {
     "qvhighlights/highlight_train_release.jsonl": 7218,
@@ -73,3 +73,13 @@ def test_missing_file_and_missing_labels(tmp_path):
     assert load_annotations(_write(tmp_path, [unlabeled]))[0].windows == ()
     with pytest.raises(AnnotationError, match="missing field 'relevant_windows'"):
         load_annotations(_write(tmp_path, [unlabeled]), require_labels=True)
+
+
+def test_annotation_file_that_is_not_utf8_names_its_line(tmp_path):
+    from extract.annotations import AnnotationError, load_annotations
+
+    path = tmp_path / "ann.jsonl"
+    good = b'{"qid": 0, "query": "a dog", "duration": 4, "vid": "a", "relevant_windows": [[0, 2]]}\n'
+    path.write_bytes(good + good.replace(b'"qid": 0', b'"qid": 1').replace(b"a dog", b"un caf\xe9"))
+    with pytest.raises(AnnotationError, match=r"ann\.jsonl:2: not UTF-8 text .* save the file as UTF-8"):
+        load_annotations(path)

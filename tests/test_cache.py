@@ -114,7 +114,7 @@ def test_deleted_truncated_and_altered_chunks_are_never_read_as_data(tmp_path):
 
 
 def test_training_data_refuses_a_damaged_cache_naming_the_item(tmp_path):
-    from sdst.annotations import load_annotations
+    from extract.annotations import load_annotations
     from sdst.data import FeatureDataset
 
     cache = make_synthetic_cache(tmp_path, n_train=6, n_val=2)

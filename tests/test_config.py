@@ -104,3 +104,25 @@ def test_snakemake_dry_run_stops_on_a_bad_model_value(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "model.datasets.demo.hidden_dim: must be >= 1, got -128" in proc.stdout + proc.stderr
+
+
+def test_a_dataset_can_have_its_own_seeds():
+    """train.datasets.<ds>.seeds: which runs exist on that dataset (the demo_hard comparison needs 5), not a
+    training value: the runs' configurations are those of train.seeds' runs."""
+    from sdst.config import dataset_seeds
+
+    cfg = _with("train.datasets.demo.seeds", [3, 7])
+    assert dataset_seeds(cfg, "demo") == [3, 7] and dataset_seeds(cfg, "qvh") == SHIPPED["train"]["seeds"]
+    assert resolve_run(cfg, "demo", "sdst", 3)["train"] == resolve_run(SHIPPED, "demo", "sdst", 3)["train"]
+
+
+def test_k_sweep_variants_are_the_papers_fig3():
+    """Fig. 3 / Tab. K: K steps on the last K cached layers, shallowest first like `sdst` (levels [-4, -3, -2, -1]),
+    or K steps on the last layer only (video and text)."""
+    levels = {m: resolve_run(SHIPPED, "qvh", m)["model"]["params"] for m in SHIPPED["model"]["variants"]
+              if m == "sdst" or m.startswith("sdst_k") or m.startswith("sdst_last_k")}
+    assert {m: p["levels"] for m, p in levels.items()} == {
+        "sdst": [-4, -3, -2, -1], "sdst_k1": [-1], "sdst_k2": [-2, -1], "sdst_k3": [-3, -2, -1],
+        "sdst_k5": [-5, -4, -3, -2, -1], "sdst_last_k2": [-1, -1], "sdst_last_k3": [-1, -1, -1],
+        "sdst_last_k4": [-1, -1, -1, -1], "sdst_last_k5": [-1, -1, -1, -1, -1]}
+    assert all(p["text_levels"] is None for p in levels.values())  # the text follows the video's levels

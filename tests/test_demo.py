@@ -270,16 +270,3 @@ def _ridge_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray, lam: float = 100
         w = np.linalg.solve(z[tr].T @ z[tr] + lam * np.eye(z.shape[1]), z[tr].T @ target[tr])
         hits += int(((z[~tr] @ w > 0) == y[~tr]).sum())
     return hits / len(y)
-
-
-def test_a_regenerated_dataset_gets_a_new_feature_cache():
-    """Generated videos keep their ids whatever they show: the generator's spec (and code) is part of the cache's
-    identity, or the shard jobs would find the old features complete after a spec change."""
-    from extract.config import cache_dir, extraction_identity
-
-    ds = copy.deepcopy(CONFIG["datasets"]["demo_hard"])
-    before = cache_dir("demo_hard", ds, CONFIG["extract"])
-    ds["generate"]["events"] = {**ds["generate"].get("events", {}), "grow": 1.3}
-    assert cache_dir("demo_hard", ds, CONFIG["extract"]) != before
-    real = CONFIG["datasets"]["qvh"]
-    assert "generated" not in extraction_identity(real, CONFIG["extract"])

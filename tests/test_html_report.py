@@ -14,7 +14,7 @@ import pytest
 from conftest import snakemake
 from sdst.report import DEFAULT_METRICS
 
-CATEGORIES = ["Results", "Feature extraction", "Training curves", "Predictions"]
+CATEGORIES = ["Results", "Feature extraction", "Training curves", "Predictions", "Diagnostics"]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,8 @@ def test_extraction_page_shows_the_counts(page, report):
 
 
 @pytest.mark.parametrize("category, pattern, count", [("Training curves", "sdst/seed*/curves.png", 2),
-                                                      ("Predictions", "sdst/examples/*.png", 4)])
+                                                      ("Predictions", "sdst/examples/*.png", 4),
+                                                      ("Diagnostics", "sdst/diagnose/offsets.png", 1)])
 def test_figures_load_at_their_size(page, report, category, pattern, count):
     files = sorted((report / "results" / "demo").glob(pattern))
     assert len(files) == count

@@ -65,3 +65,42 @@ def test_a_report_without_statistics_still_has_its_diagram_file(tmp_path):
     assert build(paths, tmp_path / "r" / "report.md", SETS) is None
     assert "Not computed:" in (tmp_path / "r" / "report.md").read_text()
     assert (tmp_path / "r" / "cd_diagram.png").stat().st_size > 1_000
+
+
+def test_report_shows_the_length_breakdown_and_the_offsets_figures(tmp_path):
+    """The sections sdst.lengths and sdst.diagnose add: here a leads on the full set and on short moments, b on
+    long ones, so the ranking changes with length; the offsets figure is embedded in the page."""
+    import numpy as np
+
+    from sdst.diagnose import plot, statistics
+
+    paths = []
+    for model, base, short, long in (("a", 70.0, 40.0, 10.0), ("b", 60.0, 20.0, 30.0)):
+        path = _metrics(tmp_path, model, "d", base)
+        m = json.loads(open(path).read())
+        for name, x in (("MR-short-mAP", short), ("MR-middle-mAP", 50.0), ("MR-long-mAP", long)):
+            m["splits"]["val"][name] = {"mean": x, "std": 0.5, "values": [x - 0.5, x, x + 0.5]}
+        open(path, "w").write(json.dumps(m))
+        paths.append(path)
+    rng = np.random.default_rng(0)
+    collected = {"d": [rng.normal(0, 1.2, (5, 3, 2)) for _ in range(2)], "mass_outside": [np.zeros((5, 3, 2))] * 2,
+                 "best": np.zeros(5, dtype=int)}
+    stats = statistics(collected, [-2, -1], {"model": "a", "dataset": "d", "split": "val", "seed": 0,
+                                             "sparse_attention": "rdsa"})
+    folder = tmp_path / "results" / "d" / "a" / "diagnose"
+    folder.mkdir(parents=True)
+    (folder / "offsets.json").write_text(json.dumps(stats))
+    plot(collected, stats, folder / "offsets.png")
+    out = tmp_path / "rep" / "report.md"
+    build(paths, out, SETS, block_by_seed=True, offsets=[str(folder / "offsets.json"), str(folder / "offsets.png")])
+    text = out.read_text()
+    assert text.index("## Friedman / Nemenyi") < text.index("## By moment length") < text.index("## Where the")
+    assert "| a | 40.00 ± 0.50 | 50.00 ± 0.50 | 10.00 ± 0.50 | 72.00 ± 0.50 |" in text
+    assert "pairs in reverse order: a / b" in text and "The ranking changes with moment length" in text
+    mean0 = stats["levels"][0]["heads"][0]["mean"]
+    assert f"| 1 (layer -2) | {mean0:+.2f} (" in text and "| init | -1.00 | +1.00 |" in text
+    assert "![offsets of a](../results/d/a/diagnose/offsets.png)" in text
+    page = (out.parent / "report.html").read_text()
+    assert '<img alt="offsets of a" src="data:image/png;base64,' in page
+    by_length = json.loads((out.parent / "report.json").read_text())["by_length"]["d"]
+    assert by_length["vs_full"]["long"]["swapped_pairs"] == [["a", "b"]]

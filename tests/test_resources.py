@@ -19,7 +19,7 @@ def job_events(log: str) -> list[tuple[str, int, str, dict]]:
     """('start' | 'end', jobid, rule, resources) in the order Snakemake logged them."""
     events, rules, block = [], {}, None
     for line in log.splitlines() + [""]:
-        m = re.match(r"^(?:local)?rule (\w+):$", line)
+        m = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line)
         if m:
             block = {"rule": m.group(1)}
             continue

@@ -31,8 +31,8 @@ PROFILES = ROOT / "profiles"
 def _jobs(stdout: str) -> dict[str, list[dict]]:
     """rule -> its jobs in a dry run: {'threads': n, resource: value, ...} each."""
     jobs: dict[str, list[dict]] = {}
-    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", stdout):
-        rule = re.search(r"^(?:local)?rule (\w+):", block, flags=re.M)
+    for block in re.split(r"\n(?=\[.*\]\n(?:local)?(?:rule|checkpoint) )", stdout):
+        rule = re.search(r"^(?:local)?(?:rule|checkpoint) (\w+):", block, flags=re.M)
         res = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
         threads = re.search(r"^\s+threads: (\d+)$", block, flags=re.M)
         if rule and res:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import ROOT, make_synthetic_cache, synthetic_run
-from sdst.annotations import load_annotations
+from extract.annotations import load_annotations
 from sdst.checkpoint import model_from_checkpoint, save_checkpoint
 from sdst.data import FeatureDataset, cache_info, collate
 from sdst.infer import run_split
@@ -144,5 +144,5 @@ def test_a_run_over_other_features_starts_afresh(tmp_path):
         json.dump({**summary, "identity": {"generated": {"spec": {"seed": 1}}}}, fh)
     again = train(run, syn["summary"], tmp_path / "r", progress=False)
     assert again["epochs_trained"] == 1
-    assert "trained on other features; starting afresh" in torch.load(
+    assert "trained on features of another extraction; starting afresh" in torch.load(
         tmp_path / "r" / "checkpoint_last.pt", weights_only=True)["log"][0]

@@ -142,9 +142,9 @@ def test_code_changes_invalidate_the_rules_that_use_them(demo):
             path.write_text(text)
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
-    with edited("extract/decode.py"):
+    with edited("extract/decode.py"):  # the shard jobs run again; training follows only if the features change
         jobs = planned(proj, work)
-        assert jobs.get("extract_shard") == 2 and jobs.get("train") == 2
+        assert jobs.get("extract_shard") == 2 and "train" not in jobs and "predict" not in jobs, jobs
     with edited("sdst/losses.py"):
         jobs = planned(proj, work)
         assert jobs.get("train") == 2 and "extract_shard" not in jobs
@@ -152,6 +152,16 @@ def test_code_changes_invalidate_the_rules_that_use_them(demo):
         assert planned(proj, work) == {}
     with edited("sdst/model/actionformer.py"):  # another arch's module: SDST's runs stay valid
         assert planned(proj, work) == {}
+    # what hand-kept file lists missed (issue 20): predict reads annotations, the random baseline imports
+    # sdst.infer; the example figures do not import sdst.predict
+    with edited("sdst/infer.py"):
+        jobs = planned(proj, work)
+        assert jobs.get("random_baseline") == 1 and jobs.get("predict") == 2 and "train" in jobs, jobs
+    with edited("extract/annotations.py"):
+        jobs = planned(proj, work)
+        assert jobs.get("predict") == 2 and jobs.get("extract_shard") == 2, jobs
+    with edited("sdst/predict.py"):
+        assert planned(proj, work, "all") == {}
     os.utime(proj / "extract" / "decode.py")  # a timestamp alone (git checkout, copy) re-runs nothing
     assert planned(proj, work) == {}
 
@@ -185,3 +195,23 @@ def test_conda_envs_cover_the_dependencies():
             items = dep["pip"] if isinstance(dep, dict) else [dep]
             listed |= {re.split(r"[<>=!~\[ ]", d)[0].lower() for d in items}
     assert names <= listed, names - listed
+
+
+def test_dataset_seeds_report_guard_and_offsets_figures_are_planned(tmp_path):
+    """A dataset's own seeds decide its runs and the checkpoint of its offsets figures (the first seed); a report
+    builds the offsets figures of its SDST-family models only, and refuses a dataset with fewer seeds than its
+    min_seeds."""
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["train"]["datasets"]["demo"]["seeds"] = [3, 7]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/demo/significance/report.md"
+    jobs = planned(ROOT, tmp_path, target)
+    assert jobs["train"] == 8 and jobs["diagnose_offsets"] == 2  # 4 models x 2 seeds; sdst and sdst_defca
+    out = snakemake(ROOT, tmp_path, "-n", target).stdout
+    assert "/seed7/" in out and "/seed0/" not in out
+    assert re.search(r"input: results/demo/sdst_defca/seed3/checkpoint_best.pt, cache/demo/\w+/summary.json", out)
+    cfg["significance"]["reports"]["results/demo/significance"]["min_seeds"] = 3
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(ROOT, tmp_path, "-n", target, check=False)
+    assert proc.returncode != 0
+    assert "dataset 'demo' has 2 seeds, the report asks for at least 3" in proc.stdout + proc.stderr

@@ -1,69 +1,112 @@
 # Pure helpers for the workflow files: paths, canonical parameters, code dependencies, input checks.
 import functools
-import hashlib
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 
 ROOT = Path(workflow.basedir)  # the project root (the Snakefile lives there)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# Jobs run `python -m extract ...` / `python -m sdst.*` from the working directory: they must import this
+# workflow's code (the code the fingerprints below were computed from), not another checkout installed in the
+# environment. Jobs inherit this process's environment, locally and in a cluster job's own Snakemake.
+# (set, not required: nothing for the envvars directive to assert)
+_paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
+os.environ.update(PYTHONPATH=os.pathsep.join([str(ROOT), *_paths]))
 
 from extract.cache import canonical_json, identity_hash  # noqa: E402
-from extract.config import FEATURE_KEYS, extraction_identity  # noqa: E402
-from sdst.config import resolve_run, run_identity, train_sources  # noqa: E402
+from extract.config import FEATURE_KEYS, check_layers, extraction_identity  # noqa: E402
+from extract.importer import import_identity  # noqa: E402
+from sdst.config import check_layers_held, dataset_seeds, resolve_run, run_identity  # noqa: E402
+from sdst.paper import run_protocol  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]
 
 
-def _check_stage2_config():
-    """Every variant and per-dataset value against its arch's dataclass, when the workflow loads: a typo in
-    any variant is an error now, not when that variant is first trained."""
-    for ds in config["datasets"]:
-        for variant in config["model"]["variants"]:
-            resolve_run(config, ds, variant, 0)
+def config_error(message):
+    """A configuration or target error: one line on stderr and exit status 2, instead of the traceback Snakemake
+    wraps around an exception raised while it loads the workflow or builds the DAG."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def dataset_identity(ds):
+    """The identity of a dataset's feature store: its extraction (extract.config) or, for imported features
+    (`features:`), the import's (extract.importer: layout, layer names, token layout; the files are recorded per
+    item, not here)."""
+    if "features" in ds:
+        f = ds["features"]
+        videos = f["videos"] if isinstance(f["videos"], list) else [f["videos"]]
+        return import_identity(
+            f["import"],
+            ds["clip_len"],
+            f.get("layers"),
+            f.get("text_layers"),
+            f.get("text_tokens", "cls"),
+            f.get("dtype", "auto"),
+            videos,
+        )
+    return extraction_identity(ds, config["extract"])
+
+
+def _check_config():
+    """Every variant and per-dataset value against its arch's dataclass, and every dataset's extraction layers
+    against its backbone (or its import options), when the workflow loads: a typo is an error now, not when a job
+    first runs."""
+    try:
+        for name, ds in config["datasets"].items():
+            if "features" not in ds:
+                check_layers(ds["backbone"], config["extract"])
+            dataset_identity(ds)
+            for variant in config["model"]["variants"]:
+                resolve_run(config, name, variant, 0)
+    except ValueError as err:
+        config_error(f"config.yaml: {err}")
     if config["model"]["default"] not in config["model"]["variants"]:
-        raise ValueError(f"model.default {config['model']['default']!r} is not among model.variants")
+        config_error(f"config.yaml model.default {config['model']['default']!r} is not among model.variants")
 
 
-_check_stage2_config()
+_check_config()
 RUN = config["extract"]["run"]
 
 
 @functools.lru_cache(maxsize=None)
-def _code_digest(paths):
-    files = []
-    for p in paths:
-        p = ROOT / p
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: source file a rule depends on (workflow/rules) does not exist")
-        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.relative_to(ROOT).as_posix().encode() + bytes(1) + f.read_bytes() + bytes(1))
-    return f"{len(files)} files, sha256 {digest.hexdigest()[:16]}"
-
-
-def code(*paths):
-    """Fingerprint of the source files a job imports (Snakemake does not track imported code), for `params`:
-    dirs expand to *.py; the hash covers each file's path below the project root and its content.
+def code(*modules, arch=None):
+    """Fingerprint of the source files a job runs, for `params` (Snakemake does not track imported code): the import
+    closure of the module(s) its command runs, read from the code (extract.imports; imports inside functions
+    count), plus the registry's modules of the job's model arch, if it builds one (sdst.config.code_files). A
+    `python -m extract <command>` job names extract.__main__ and the command's module.
 
     A param rather than input files: Snakemake records inputs by path, and these live under the absolute
     workflow.basedir, so a copied or moved project (or working directory) re-ran every job. The fingerprint
     only changes when a source's content (or name) does; a new timestamp alone (copy, checkout) re-runs nothing.
     """
-    return _code_digest(tuple(paths))
+    from extract.imports import fingerprint
+    from sdst.config import code_files
+
+    return fingerprint(code_files(modules, arch), ROOT)
+
+
+def arch_code(*modules):
+    """`code` of a job that builds the model of its `model` wildcard."""
+    return lambda wc: code(*modules, arch=config["model"]["variants"][wc.model]["arch"])
 
 
 def dataset(name):
-    try:
-        return config["datasets"][name]
-    except KeyError:
-        raise ValueError(f"dataset '{name}' is not configured (config.yaml: datasets)") from None
+    if name not in config["datasets"]:
+        config_error(f"dataset '{name}' is not configured (config.yaml datasets: {', '.join(config['datasets'])})")
+    return config["datasets"][name]
 
 
 def identity(name):
-    return extraction_identity(dataset(name), config["extract"])
+    return dataset_identity(dataset(name))
+
+
+def imported(name):
+    """Whether the dataset's features are imported files (`features:`) instead of extracted here."""
+    return "features" in dataset(name)
 
 
 def xhash(name):
@@ -79,7 +122,90 @@ def annotation_files(name):
     return [dataset(name)["annotations"][s] for s in sorted(dataset(name)["annotations"])]
 
 
+def video_exts(name):
+    return dataset(name).get("video_exts", [".mp4", ".mkv", ".webm", ".avi", ".mov"])
+
+
+@functools.lru_cache(maxsize=None)
+def _health(name, shard, n):
+    """(health file, whether it was marked now): extract.repair.prepare, once per shard and DAG build."""
+    from extract.repair import prepare
+    from extract.shard import shard_items
+
+    before = Path(xdir(name), "shards", f"{shard}-of-{n}.health")
+    stamp = before.read_text() if before.is_file() else None
+    items = lambda: shard_items(annotation_files(name), shard, n)  # noqa: E731
+    path = prepare(xdir(name), shard, n, items, dataset(name)["videos"], video_exts(name))
+    return path, stamp is not None and Path(path).read_text() != stamp
+
+
+def shard_health(wc):
+    """Input function of extract_shard: the shard's health file, rewritten (so the job runs again) when the
+    store lost some of the shard's items or a video file changed after its extraction (extract.repair)."""
+    return _health(wc.dataset, int(wc.shard), int(wc.nshards))[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _import_items(name):
+    from extract.checks import feature_folders
+    from extract.importer import items_from_folders
+
+    fmt, dirs, qdir = feature_folders(dataset(name))
+    prefix = dataset(name)["features"].get("text_prefix")
+    return items_from_folders(fmt, dirs, qdir, annotation_files(name), prefix)[:2]
+
+
+@functools.lru_cache(maxsize=None)
+def _import_health(name):
+    """(health file of the import job, whether it was marked now): extract.repair.prepare_import, once per DAG build."""
+    from extract.repair import prepare_import
+
+    before = Path(xdir(name), "import.health")
+    stamp = before.read_text() if before.is_file() else None
+    path = prepare_import(xdir(name), lambda: _import_items(name))
+    return path, stamp is not None and Path(path).read_text() != stamp
+
+
+def import_health(wc):
+    """Input function of import_features: rewritten when an imported item was lost from the store or its file
+    changed, appeared or went (extract.repair.import_problems), so the import runs again for exactly those."""
+    return _import_health(wc.dataset)[0]
+
+
+def import_args(wc):
+    """The import job's folders (and options the store's identity does not hold), shell-quoted."""
+    from extract.checks import feature_folders
+
+    fmt, dirs, qdir = feature_folders(dataset(wc.dataset))
+    f = dataset(wc.dataset)["features"]
+    args = ["--videos", *dirs, "--queries", qdir]
+    if "text_prefix" in f:
+        args += ["--text-prefix", f["text_prefix"]]
+    if not f.get("token_check", True):
+        args.append("--no-token-check")
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def features_digest(wc):
+    """What training and prediction depend on: the content of the dataset's features. Their input on the summary
+    is ancient(), so a shard job that ran again (an extract/ code change, a repair that restores the same
+    features) re-trains nothing. When a shard must re-extract items this run (a damaged store, a replaced video:
+    extract.repair) or there is no summary yet, the digest is read through the checkpoint extract_summary, so
+    it is read again after the summary is rewritten; otherwise straight from the file."""
+    summary = Path(xdir(wc.dataset), "summary.json")
+    n = dataset(wc.dataset).get("shards", RUN["shards"])
+    marked = (
+        _import_health(wc.dataset)[1] if imported(wc.dataset) else any(_health(wc.dataset, i, n)[1] for i in range(n))
+    )
+    if not summary.is_file() or marked:
+        summary = checkpoints.extract_summary.get(dataset=wc.dataset, xhash=xhash(wc.dataset)).output[0]
+    return json.loads(Path(summary).read_text()).get("features_digest")
+
+
 def shard_reports(name):
+    """The reports extract_summary merges: the shard jobs', or the import job's for imported features."""
+    if imported(name):
+        return [f"{xdir(name)}/import.json"]
     n = dataset(name).get("shards", RUN["shards"])
     return [f"{xdir(name)}/shards/{i}-of-{n}.json" for i in range(n)]
 
@@ -87,7 +213,7 @@ def shard_reports(name):
 def check_hash(wc):
     """Guard against targets naming a stale cache folder (the config changed since they were written)."""
     if wc.xhash != xhash(wc.dataset):
-        raise ValueError(
+        config_error(
             f"{CACHE}/{wc.dataset}/{wc.xhash}: not the current extraction configuration of '{wc.dataset}' "
             f"(that is {xhash(wc.dataset)})"
         )
@@ -109,11 +235,13 @@ def dataset_checks(wc):
 
 
 def all_targets():
-    """results/{dataset}/metrics.json, the summary (table, extraction) and the example figures per dataset."""
+    """results/{dataset}/metrics.json, the summary (table, extraction), the example figures per dataset and the
+    offsets figure of each SDST-family model (paper Fig. 4)."""
     out = []
     for d in config["evaluate"]["datasets"]:
         out += [f"results/{d}/metrics.json", f"results/{d}/summary.md"]
         out += [f"results/{d}/{m}/examples/{i}.png" for m in summary_models() for i in range(n_examples())]
+        out += [offsets_figure(d, m) for m in summary_models() if has_offsets(d, m)]
     return out
 
 
@@ -122,7 +250,7 @@ def summary_models():
     models = config["evaluate"].get("models") or [config["model"]["default"]]
     unknown = [m for m in models if m not in config["model"]["variants"]]
     if unknown:
-        raise ValueError(f"evaluate.models: {unknown} are not among model.variants")
+        config_error(f"config.yaml evaluate.models: {unknown} are not among model.variants")
     return list(dict.fromkeys([config["model"]["default"], *models]))
 
 
@@ -131,28 +259,35 @@ def n_examples():
 
 
 def folder(name):
-    try:
-        return config["folders"][name]
-    except KeyError:
-        raise ValueError(
+    if name not in config.get("folders", {}):
+        config_error(
             f"features/{name}: no folder '{name}' in config.yaml folders "
             f"(configured: {sorted(config.get('folders', {}))})"
-        ) from None
+        )
+    return config["folders"][name]
 
 
 # --- stage 2 -------------------------------------------------------------------------------------
-SEEDS = config["train"]["seeds"]
-
-
-def train_code(wc):
-    """Fingerprint of the sources a training run imports (shared + its arch's): a change re-runs it and what
-    follows."""
-    arch = config["model"]["variants"][wc.model]["arch"]
-    return code(*train_sources(arch))
+def seeds(ds):
+    """The seeds trained on a dataset: train.datasets.<ds>.seeds, else train.seeds."""
+    return dataset_seeds(config, ds)
 
 
 def report_splits(ds):
     return dataset(ds)["splits"]["report"]
+
+
+def levels_check(wc):
+    """Input function of train: the model's levels must be among the layers the dataset's store holds (K = 5 levels of
+    the paper's Fig. 3 need 5 cached layers), said in one line while the DAG is built."""
+    ident = identity(wc.dataset)
+    run = resolve_run(config, wc.dataset, wc.model, int(wc.seed))
+    where = f"dataset {wc.dataset}'s store ({'imported' if imported(wc.dataset) else 'extract.vision_layers'} {ident['vision_layers']})"
+    try:
+        check_layers_held(run, len(ident["vision_layers"]), len(ident["text_layers"]), where)
+    except ValueError as err:
+        config_error(f"config.yaml: {err}")
+    return []
 
 
 def run_config(wc):
@@ -175,14 +310,40 @@ def eval_type(ds):
 
 
 def run_dirs(wc):
-    return [f"results/{wc.dataset}/{wc.model}/seed{s}" for s in SEEDS]
+    return [f"results/{wc.dataset}/{wc.model}/seed{s}" for s in seeds(wc.dataset)]
+
+
+def has_offsets(ds, model):
+    """Whether a variant reads the video through deformable attention (RDSA or deformable CA), i.e. has the
+    offsets of the paper's Fig. 4 (sdst.diagnose)."""
+    run = resolve_run(config, ds, model, 0)["model"]
+    params = run["params"]
+    return (
+        run["arch"] == "sdst"
+        and params["sparse_attention"] in ("rdsa", "deformable_ca")
+        and "deform" in params["sparse_order"]
+    )
+
+
+def offsets_figure(ds, model):
+    return f"results/{ds}/{model}/diagnose/offsets.png"
+
+
+def diagnose_checkpoint(wc):
+    """The first seed's best checkpoint of an SDST-family model (input of rule diagnose_offsets)."""
+    if not has_offsets(wc.dataset, wc.model):
+        config_error(
+            f"{offsets_figure(wc.dataset, wc.model)}: model '{wc.model}' has no deformable attention "
+            "(the offsets diagnostic is for arch sdst with sparse_attention rdsa or deformable_ca)"
+        )
+    return f"results/{wc.dataset}/{wc.model}/seed{seeds(wc.dataset)[0]}/checkpoint_best.pt"
 
 
 # --- stage 3 -------------------------------------------------------------------------------------
 def report_entry(folder):
     reports = config["significance"]["reports"]
     if folder not in reports:
-        raise ValueError(
+        config_error(
             f"{folder}/report.md: no such report in config.yaml significance.reports "
             f"(configured: {sorted(reports)})"
         )
@@ -191,7 +352,32 @@ def report_entry(folder):
 
 def report_inputs(wc):
     spec = report_entry(wc.folder)
+    for d in spec["datasets"]:
+        dataset(d)  # a clear error for a dataset the report names but config.yaml does not (yet) configure
+        have, need = len(seeds(d)), spec.get("min_seeds", 1)
+        if have < need:
+            config_error(
+                f"{wc.folder}/report.md: dataset '{d}' has {have} seeds, the report asks for at least {need} "
+                f"(config.yaml: train.datasets.{d}.seeds)"
+            )
     return [f"results/{d}/{m}/metrics.json" for d in spec["datasets"] for m in spec["models"]]
+
+
+def report_offsets(wc):
+    """The offsets figures (and their JSON beside them) of the report's SDST-family models (first seed)."""
+    spec = report_entry(wc.folder)
+    figures = [offsets_figure(d, m) for d in spec["datasets"] for m in spec["models"] if has_offsets(d, m)]
+    return [f.removesuffix(".png") + ".json" for f in figures] + figures
+
+
+def report_ground_truth(wc):
+    """Each dataset's headline-split annotations: the GT windows counted per length range."""
+    spec = report_entry(wc.folder)
+    return {d: dataset(d)["annotations"][report_splits(d)[0]] for d in spec["datasets"]}
+
+
+def report_gt_options(wc):
+    return " ".join(f"--gt {d}={path}" for d, path in report_ground_truth(wc).items())
 
 
 def report_spec(folder):

@@ -28,7 +28,7 @@ for _name, _ds in config["datasets"].items():
             mem_mb=SMALL_MEM_MB,
             runtime=TINY_MIN,
         params:
-            code=code("extract/demo.py", "extract/demo_events.py", "extract/demo_shapes.py"),
+            code=code("extract.__main__", "extract.demo"),
             spec=canonical_json(_ds["generate"]),
             out=lambda wc, output: str(Path(output.videos).parent),
         shell:
@@ -50,7 +50,7 @@ rule init_store:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("extract/cache.py", "extract/config.py", "extract/shard.py", "extract/__init__.py"),
+        code=code("extract.__main__", "extract.shard"),
         identity=lambda wc: canonical_json(identity(wc.dataset)),
         store=lambda wc, output: str(Path(output[0]).parent / "features.zarr"),
     shell:
@@ -64,6 +64,8 @@ rule extract_shard:
         store=f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
         annotations=lambda wc: annotation_files(wc.dataset),
         videos=lambda wc: dataset(wc.dataset)["videos"],
+        # rewritten when the store lost some of this shard's items or a video file changed (extract.repair)
+        health=shard_health,
     output:
         f"{CACHE}/{{dataset}}/{{xhash}}/shards/{{shard}}-of-{{nshards}}.json",
     log:
@@ -83,11 +85,11 @@ rule extract_shard:
         decode_timeout_s=RUN["decode_timeout_s"],
         device=RUN["device"],
     params:
-        code=code("extract", "sdst/annotations.py"),
+        code=code("extract.__main__", "extract.shard"),
         checkpoint=lambda wc: (
             f"--checkpoint {dataset(wc.dataset)['checkpoint']}" if dataset(wc.dataset).get("checkpoint") else ""
         ),
-        exts=lambda wc: ",".join(dataset(wc.dataset).get("video_exts", [".mp4", ".mkv", ".webm", ".avi", ".mov"])),
+        exts=lambda wc: ",".join(video_exts(wc.dataset)),
     shell:
         "python -m extract shard --store-json {input.store} --annotations {input.annotations} "
         "--videos {input.videos} {params.checkpoint} --shard {wildcards.shard} --n-shards {wildcards.nshards} "
@@ -96,8 +98,36 @@ rule extract_shard:
         "--exts {params.exts} --out {output} > {log} 2>&1"
 
 
-rule extract_summary:
-    """Merge the shard reports: counts, and every video that failed with its file and reason."""
+rule import_features:
+    """Imported features (datasets.<name>.features): the files the annotations name, checked and written into the
+    dataset's store; resumes, re-importing only absent, damaged or changed items; a bad file is listed, the rest is
+    imported (exit status 1 is that case)."""
+    input:
+        check_hash,
+        store=f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
+        annotations=lambda wc: annotation_files(wc.dataset),
+        # rewritten when an imported item was lost or a file changed, appeared or went (extract.repair)
+        health=import_health,
+    output:
+        f"{CACHE}/{{dataset}}/{{xhash}}/import.json",
+    log:
+        f"logs/extract/{{dataset}}/{{xhash}}/import.log",
+    conda:
+        "../../envs/extract.yaml"
+    resources:
+        mem_mb=job_mem_mb("import_features"),
+        runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 120,
+    params:
+        code=code("extract.__main__", "extract.importer"),
+        args=import_args,
+    shell:
+        "python -m extract import --store-json {input.store} {params.args} --annotations {input.annotations} "
+        "--report {output} --no-progress > {log} 2>&1 || [ $? -eq 1 ]"
+
+
+# a checkpoint: what depends on the features reads their digest from its output again after it ran
+checkpoint extract_summary:
+    """Merge the shard reports: counts, every video that failed with its file and reason, the features digest."""
     input:
         store=f"{CACHE}/{{dataset}}/{{xhash}}/store.json",
         shards=lambda wc: shard_reports(wc.dataset),
@@ -110,6 +140,8 @@ rule extract_summary:
     resources:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
+    params:
+        code=code("extract.__main__", "extract.shard"),
     shell:
         "python -m extract summary --store-json {input.store} --shards {input.shards} --out {output} > {log} 2>&1"
 
@@ -154,7 +186,7 @@ rule extract_folder:
         decode_timeout_s=RUN["decode_timeout_s"],
         device=RUN["device"],
     params:
-        code=code("extract", "sdst/cli.py"),
+        code=code("extract.__main__", "extract.folder"),
         out=lambda wc, output: str(Path(output[0]).parent),
         queries=lambda wc, input: f"--queries {input.queries}" if input.queries else "",
         checkpoint=lambda wc: (
@@ -162,9 +194,10 @@ rule extract_folder:
         ),
         backbone=lambda wc: folder(wc.name)["backbone"],
         clip_len=lambda wc: folder(wc.name).get("clip_len", 2.0),
+        clip_rule=lambda wc: folder(wc.name).get("clip_rule", "round"),
         settings=canonical_json({k: config["extract"][k] for k in FEATURE_KEYS}),
     shell:
         "python -m extract videos --videos {input.videos} --out {params.out} {params.queries} "
-        "--backbone {params.backbone} {params.checkpoint} --clip-len {params.clip_len} --settings {params.settings:q} "
+        "--backbone {params.backbone} {params.checkpoint} --clip-len {params.clip_len} --clip-rule {params.clip_rule} --settings {params.settings:q} "
         "--workers {resources.decode_workers} --batch-clips {resources.batch_clips} --timeout {resources.decode_timeout_s} "
         "--device {resources.device} --threads {resources.torch_threads} --no-progress > {log} 2>&1"

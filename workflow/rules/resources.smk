@@ -19,6 +19,8 @@ MEM_MB = {
     "extract_shard": {"tiny": 2500, "1b": 8000},
     "train": {"tiny": 1500, "1b": 16000},
     "predict": {"tiny": 1500, "1b": 12000},
+    # one item in memory at a time plus the store's write buffer (256 MB before a pack is written)
+    "import_features": {"tiny": 1000, "1b": 2000},
 }
 SMALL_MEM_MB = 1000  # CPU-only steps: store creation, merges, copies, evaluation, aggregation, reports
 # Wall time in minutes. 1b extraction: 48 h of shard time for a whole dataset, split over its shards, plus 30 min
@@ -33,7 +35,8 @@ SMALL_MIN = 15  # CPU-only steps
 
 
 def backbone(wc):
-    return dataset(wc.dataset)["backbone"]
+    """The dataset's backbone; imported features (`features:`) may leave it out: sized as 1b."""
+    return dataset(wc.dataset).get("backbone", "1b")
 
 
 def job_mem_mb(rule):

@@ -1,12 +1,15 @@
 # Stage 3: significance reports across models (Friedman / Nemenyi, critical-difference diagram).
 # Each entry of `significance.reports` names its output folder: {folder}/report.md, with report.json,
-# scores.csv and cd_diagram.png beside it.
+# scores.csv and cd_diagram.png beside it; the page embeds the offsets figures of its SDST-family models.
 
 
 rule significance_report:
-    """Tables of mean ± std per dataset and model, parameter counts, then the statistics across all of them."""
+    """Tables of mean ± std per dataset and model, parameter counts, then the statistics across all of them, the
+    breakdown by moment length and, for SDST-family models, where the deformable offsets point (Fig. 4)."""
     input:
         metrics=report_inputs,
+        gt=lambda wc: list(report_ground_truth(wc).values()),
+        offsets=report_offsets,
     output:
         report="{folder}/report.md",
         json="{folder}/report.json",
@@ -31,7 +34,9 @@ rule significance_report:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/report.py", "sdst/stats.py"),
+        code=code("sdst.report"),
         spec=lambda wc: report_spec(wc.folder),
+        gt=report_gt_options,
     shell:
-        "python -m sdst.report --metrics {input.metrics} --out {output.report} {params.spec} > {log} 2>&1"
+        "python -m sdst.report --metrics {input.metrics} --offsets {input.offsets} {params.gt} --out {output.report} "
+        "{params.spec} > {log} 2>&1"

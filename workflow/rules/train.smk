@@ -11,8 +11,10 @@ localrules:
 rule train:
     """Train one seed; resumes from checkpoint_last.pt after an interruption."""
     input:
-        features=lambda wc: f"{xdir(wc.dataset)}/summary.json",
+        # ancient: a shard job that ran again re-trains only if the features changed (params.features)
+        features=ancient(lambda wc: f"{xdir(wc.dataset)}/summary.json"),
         annotations=lambda wc: annotation_files(wc.dataset),
+        levels=levels_check,
     output:
         best="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
         log_csv="results/{dataset}/{model}/seed{seed}/train_log.csv",
@@ -40,8 +42,9 @@ rule train:
         eval_batch_size=train_runtime("eval_batch_size"),
         preload=train_runtime("preload"),
     params:
-        code=train_code,
+        code=arch_code("sdst.train"),
         run=run_config,
+        features=features_digest,
         out=lambda wc, output: str(Path(output.best).parent),
     shell:
         "python -m sdst.train --run {params.run:q} --features {input.features} --out {params.out} "
@@ -53,7 +56,7 @@ rule predict:
     """Best checkpoint -> submission file for one reported split (+ its ground truth and coverage)."""
     input:
         ckpt="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
-        features=lambda wc: f"{xdir(wc.dataset)}/summary.json",
+        features=ancient(lambda wc: f"{xdir(wc.dataset)}/summary.json"),
     output:
         pred="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl",
         gt="results/{dataset}/{model}/seed{seed}/predictions_{split}.jsonl.gt.jsonl",
@@ -69,7 +72,8 @@ rule predict:
         runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 60,
         device=config["train"]["device"],
     params:
-        code=code("sdst/infer.py", "sdst/postprocess.py", "sdst/data.py", "sdst/checkpoint.py"),
+        code=arch_code("sdst.infer"),
+        features=features_digest,
     shell:
         "python -m sdst.infer --checkpoint {input.ckpt} --features {input.features} --split {wildcards.split} "
         "--device {resources.device} --out {output.pred} > {log} 2>&1"
@@ -89,7 +93,7 @@ rule evaluate_run:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/evaluate.py", "sdst/annotations.py"),
+        code=code("sdst.evaluate"),
         kind=lambda wc: eval_type(wc.dataset),
     shell:
         "python -m sdst.evaluate --submission {input.pred} --gt {input.gt} --out {output} "
@@ -111,7 +115,7 @@ rule random_baseline:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/baseline.py", "sdst/evaluate.py", "sdst/annotations.py"),
+        code=code("sdst.baseline", "sdst.evaluate"),
         kind=lambda wc: eval_type(wc.dataset),
         clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
     shell:
@@ -137,7 +141,7 @@ rule aggregate_model:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/aggregate.py"),
+        code=code("sdst.aggregate"),
         runs=run_dirs,
         splits=lambda wc: report_splits(wc.dataset),
     shell:
@@ -195,17 +199,19 @@ rule dataset_summary:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/summary.py", "sdst/html.py", "sdst/report.py"),
+        code=code("sdst.summary"),
+        paper=lambda wc: f"--paper {dataset(wc.dataset)['paper']}" if dataset(wc.dataset).get("paper") else "",
+        protocol=lambda wc: run_protocol(dataset(wc.dataset)["splits"]),
     shell:
         "python -m sdst.summary --dataset {wildcards.dataset} --metrics {input.metrics} "
-        "--extraction {input.extraction} --out {output.md} > {log} 2>&1"
+        "--extraction {input.extraction} --out {output.md} {params.paper} --protocol {params.protocol:q} > {log} 2>&1"
 
 
 rule examples:
     """One-video prediction figures of the first queries of the headline split (first seed's predictions)."""
     input:
-        pred=lambda wc: f"results/{wc.dataset}/{wc.model}/seed{SEEDS[0]}/predictions_{report_splits(wc.dataset)[0]}.jsonl",
-        gt=lambda wc: f"results/{wc.dataset}/{wc.model}/seed{SEEDS[0]}/predictions_{report_splits(wc.dataset)[0]}.jsonl.gt.jsonl",
+        pred=lambda wc: f"results/{wc.dataset}/{wc.model}/seed{seeds(wc.dataset)[0]}/predictions_{report_splits(wc.dataset)[0]}.jsonl",
+        gt=lambda wc: f"results/{wc.dataset}/{wc.model}/seed{seeds(wc.dataset)[0]}/predictions_{report_splits(wc.dataset)[0]}.jsonl.gt.jsonl",
     output:
         [
             report(
@@ -225,8 +231,43 @@ rule examples:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst/plots.py", "sdst/predict.py"),
+        code=code("sdst.plots"),
         clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
     shell:
         "python -m sdst.plots examples --pred {input.pred} --gt {input.gt} --clip-len {params.clip_len} "
         "--out {output} > {log} 2>&1"
+
+
+rule diagnose_offsets:
+    """Where the deformable offsets point (paper Fig. 4): d_q = sum_p A_qp Delta_qp per level and head, relative
+    to the reference's width, over the headline split, from the first seed's best checkpoint (sdst.diagnose)."""
+    input:
+        ckpt=diagnose_checkpoint,
+        features=ancient(lambda wc: f"{xdir(wc.dataset)}/summary.json"),
+    output:
+        png=report(
+            "results/{dataset}/{model}/diagnose/offsets.png",
+            caption="../report/offsets.rst",
+            category="Diagnostics",
+            subcategory="{dataset}",
+            labels={"figure": "{model}, deformable offsets"},
+        ),
+        json="results/{dataset}/{model}/diagnose/offsets.json",
+    log:
+        "logs/diagnose/{dataset}/{model}.log",
+    conda:
+        "../../envs/sdst.yaml"
+    threads: max(config["train"]["threads"], 1)
+    resources:
+        gpu=gpus(config["train"]["device"]),
+        mem_mb=job_mem_mb("predict"),
+        runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 60,
+        device=config["train"]["device"],
+    params:
+        code=arch_code("sdst.diagnose"),
+        features=features_digest,
+        split=lambda wc: report_splits(wc.dataset)[0],
+        out=lambda wc, output: str(Path(output.png).parent),
+    shell:
+        "python -m sdst.diagnose --checkpoint {input.ckpt} --features {input.features} --split {params.split} "
+        "--device {resources.device} --out {params.out} > {log} 2>&1"

@@ -112,8 +112,13 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise AnnotationError(f"{path}: annotation file not found")
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise AnnotationError(f"{path}:{lineno}: not UTF-8 text ({err.reason} at byte {err.start + 1} of "
+                                      "the line); save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
