@@ -129,7 +129,8 @@ def extract_folder(videos: str | Path, out: str | Path, queries: str | Path | No
     settings of the features (``DEFAULTS`` keys) may be given too."""
     from extract.cache import FeatureStore
     from extract.config import shard_of
-    from extract.shard import run_shard, write_summary
+    from extract.shard import run_shard
+    from extract.stores import write_summary
 
     if backbone == "1b" and not checkpoint:
         raise ValueError("--backbone 1b needs --checkpoint (InternVideo2-stage2_1b-224p-f4.pt); only the tiny "

@@ -215,7 +215,7 @@ def _reason(store, group, key, files) -> tuple[bool, str | None]:
 def import_features(store: FeatureStore, videos: dict, queries: dict, texts=None, durations=None,
                     token_check: bool = True, progress: bool = True) -> dict:
     """Import the items whose files are new, changed or damaged in ``store`` (see :func:`items_from_folders`);
-    returns the report (the shape of a shard report, so extract.shard.write_summary merges it)."""
+    returns the report (the shape of a shard report, so extract.stores.write_summary merges it)."""
     from tqdm import tqdm
 
     from extract.shard import shard_digest
@@ -348,7 +348,8 @@ def add_args(p) -> None:
 
 def main(args) -> int:
     from extract.locking import exclusive
-    from extract.shard import write_json_atomic, write_summary
+    from extract.shard import write_json_atomic
+    from extract.stores import write_summary
 
     if args.store_json:
         meta = json.loads(Path(args.store_json).read_text())

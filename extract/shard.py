@@ -1,4 +1,4 @@
-"""Extraction jobs: create a store, fill one shard of it, merge the shard reports.
+"""Extraction jobs: fill one shard of a store (extract.stores creates it and merges the shard reports).
 
 A shard owns the videos whose id hashes to it (:func:`extract.config.shard_of`) and their queries. It
 loads the backbone once, skips every array already complete (so a killed job resumes where it stopped),
@@ -9,7 +9,6 @@ A video that cannot be decoded is recorded with its file and reason; the others 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -19,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.cache import ABSENT, ITEM, FeatureOverflowError, FeatureStore, canonical_json
+from extract.cache import FeatureOverflowError, FeatureStore, canonical_json
 from extract.config import shard_of
 from extract.locking import exclusive
-from extract.sources import file_identity, source_change
+from extract.sources import file_identity, query_change, todo_items, video_change
 from extract.decode import DecodePool, DecodeSpec
 from extract.devices import resolve_device
 from extract.features import encode_clips, encode_queries
@@ -44,25 +43,6 @@ def find_video(videos_dir: str | Path, vid: str, exts=DEFAULT_EXTS) -> Path | No
         if candidate.is_file():
             return candidate
     return None
-
-
-# ---------------------------------------------------------------------------------------------------
-# init-store
-# ---------------------------------------------------------------------------------------------------
-def add_init_args(p) -> None:
-    p.add_argument("--store", required=True, help="path of the Zarr store to create")
-    p.add_argument("--identity", required=True, help="extraction identity as JSON (see extract.config)")
-    p.add_argument("--out", required=True, help="store.json written on success")
-
-
-def init_main(args) -> int:
-    identity = json.loads(args.identity)
-    store = FeatureStore.create(args.store, identity)
-    store.close()
-    write_json_atomic(args.out, {"store": str(Path(args.store)), "identity": identity,
-                                 "identity_hash": store.identity_hash})
-    print(f"store ready: {args.store} (identity {store.identity_hash})")
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -216,48 +196,6 @@ def _source_stats(videos, vids, exts) -> dict[str, list[int]]:
     return out
 
 
-def _todo(store, group: str, keys, damaged: list, changed: list, current) -> list:
-    """Items to extract: absent, present but failing verification (read back, size and CRC-32), or computed from
-    another source than ``current(key, attrs)`` describes (that returns what changed, or None)."""
-    todo = []
-    for key in keys:
-        problem = store.problem(group, key, deep=True)
-        if problem is None:
-            problem = current(key, store.entry(group, key).attrs)
-            if problem is not None:
-                todo.append(key)
-                changed.append({"item": f"{ITEM[group]} '{key}'", "reason": problem})
-            continue
-        todo.append(key)
-        if problem != ABSENT:
-            damaged.append({"item": f"{ITEM[group]} '{key}'", "reason": problem})
-    return todo
-
-
-def _clip(text: str, n: int = 60) -> str:
-    return repr(text if len(text) <= n else text[:n - 3] + "...")
-
-
-def _query_change(queries):
-    def change(key, attrs):
-        text, vid = queries[key]
-        if attrs.get("query", text) != text:
-            return f"query text changed: {_clip(attrs['query'])} when extracted, {_clip(text)} now"
-        if attrs.get("vid", vid) != vid:
-            return f"query now belongs to video '{vid}', was extracted for '{attrs['vid']}'"
-        return None
-
-    return change
-
-
-def _video_change(videos, exts):
-    def change(vid, attrs):
-        path = find_video(videos, vid, exts)
-        return None if path is None else source_change(attrs.get("source"), path)
-
-    return change
-
-
 def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers, batch_clips, timeout_s,
                device, exts, progress, t_start) -> dict:
     from tqdm import tqdm
@@ -266,8 +204,8 @@ def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers,
     vids, queries = items
     damaged: list[dict] = []
     changed: list[dict] = []  # items whose source (video file, query text) changed since they were extracted
-    todo_vids = _todo(store, "videos", vids, damaged, changed, _video_change(videos, exts))
-    todo_queries = _todo(store, "queries", queries, damaged, changed, _query_change(queries))
+    todo_vids = todo_items(store, "videos", vids, damaged, changed, video_change(videos, exts, find_video))
+    todo_queries = todo_items(store, "queries", queries, damaged, changed, query_change(queries))
     report = {
         "shard": shard, "n_shards": n_shards, "store": meta["store"], "identity_hash": meta["identity_hash"],
         "videos": {"total": len(vids), "already_complete": len(vids) - len(todo_vids), "extracted": 0,
@@ -391,53 +329,3 @@ def _extract_queries(store, text, items, ident, dev, batch: int = 256) -> None:
         feats = encode_queries(text, tokenizer, [q for _, (q, _) in chunk], ident, dev)
         for (key, (q, vid)), f in zip(chunk, feats):
             store.write_query(key, f, vid=vid, query=q)
-
-
-# ---------------------------------------------------------------------------------------------------
-# summary
-# ---------------------------------------------------------------------------------------------------
-def add_summary_args(p) -> None:
-    p.add_argument("--store-json", required=True)
-    p.add_argument("--shards", nargs="+", required=True, help="shard reports")
-    p.add_argument("--out", required=True)
-
-
-def summary_main(args) -> int:
-    meta = json.loads(Path(args.store_json).read_text())
-    reports = [json.loads(Path(p).read_text()) for p in args.shards]
-    write_summary(meta, reports, args.out)
-    return 0
-
-
-def write_summary(meta: dict, reports: list[dict], out: str | Path) -> dict:
-    """Merge shard reports into the extraction summary (counts, failed videos with file and reason), write it
-    to ``out`` and print it."""
-    failed = sorted((f for r in reports for f in r["videos"]["failed"]), key=lambda f: f["vid"])
-    summary = {
-        "store": meta["store"], "identity": meta["identity"], "identity_hash": meta["identity_hash"],
-        "videos": {k: sum(r["videos"][k] for r in reports) for k in ("total", "already_complete", "extracted")},
-        "queries": {k: sum(r["queries"][k] for r in reports) for k in ("total", "already_complete", "extracted")},
-        "failed_videos": failed,
-        # query files that could not be imported (extract.importer); training leaves their queries out
-        "failed_queries": sorted((f for r in reports for f in r["queries"].get("failed", [])),
-                                 key=lambda f: str(f["qid"])),
-        "clamped_videos": sorted(v for r in reports for v in r["videos"].get("clamped", [])),
-        "damaged_reextracted": [d for r in reports for d in r.get("damaged", [])],
-        "changed_reextracted": [d for r in reports for d in r.get("changed", [])],
-        # what training depends on: the content of every item and the failures, shard by shard (None for
-        # reports of jobs older than the digest)
-        "features_digest": hashlib.sha1(canonical_json(sorted(
-            [r["shard"], r["n_shards"], r.get("digest")] for r in reports)).encode()).hexdigest()[:16],
-        "clips": sum(r["clips"] for r in reports),
-        "seconds": sum(r["seconds"] for r in reports),
-    }
-    summary["videos"]["failed"] = len(failed)
-    write_json_atomic(out, summary)
-    v = summary["videos"]
-    print(f"{meta['store']}: {v['total']} videos ({v['extracted']} extracted now, {v['already_complete']} "
-          f"already complete, {v['failed']} failed), {summary['queries']['total']} queries")
-    for f in failed:
-        print(f"  FAILED {f['vid']} ({f['file']}): {f['reason']}")
-    for f in summary["failed_queries"]:
-        print(f"  FAILED query {f['qid']} ({f['file']}): {f['reason']}")
-    return summary

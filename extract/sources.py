@@ -17,6 +17,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from extract.cache import ABSENT, ITEM
+
 ENDS = 1 << 20  # bytes hashed at each end of a file
 
 
@@ -68,3 +70,46 @@ def source_change(recorded: dict | None, path: str | Path) -> str | None:
     if ends_hash(path, st.st_size) != recorded["ends"]:
         return "source file changed: same size, other content (first/last MiB differ)"
     return None
+
+
+# -- what a resuming job extracts -----------------------------------------------------------------
+def todo_items(store, group: str, keys, damaged: list, changed: list, current) -> list:
+    """Items to extract: absent, present but failing verification (read back, size and CRC-32), or computed from
+    another source than ``current(key, attrs)`` describes (that returns what changed, or None)."""
+    todo = []
+    for key in keys:
+        problem = store.problem(group, key, deep=True)
+        if problem is None:
+            problem = current(key, store.entry(group, key).attrs)
+            if problem is not None:
+                todo.append(key)
+                changed.append({"item": f"{ITEM[group]} '{key}'", "reason": problem})
+            continue
+        todo.append(key)
+        if problem != ABSENT:
+            damaged.append({"item": f"{ITEM[group]} '{key}'", "reason": problem})
+    return todo
+
+
+def clip_text(text: str, n: int = 60) -> str:
+    return repr(text if len(text) <= n else text[:n - 3] + "...")
+
+
+def query_change(queries):
+    def change(key, attrs):
+        text, vid = queries[key]
+        if attrs.get("query", text) != text:
+            return f"query text changed: {clip_text(attrs['query'])} when extracted, {clip_text(text)} now"
+        if attrs.get("vid", vid) != vid:
+            return f"query now belongs to video '{vid}', was extracted for '{attrs['vid']}'"
+        return None
+
+    return change
+
+
+def video_change(videos, exts, find_video):
+    def change(vid, attrs):
+        path = find_video(videos, vid, exts)
+        return None if path is None else source_change(attrs.get("source"), path)
+
+    return change

@@ -100,7 +100,7 @@ class CacheInfo:
     text_dim: int
     layers: int
     identity: dict | None = None  # the extraction configuration (extract.config), carried into checkpoints
-    digest: str | None = None  # the features digest of the summary (extract.shard.write_summary)
+    digest: str | None = None  # the features digest of the summary (extract.stores.write_summary)
     text_layers: int | None = None  # cached text layers (None: as many as video layers)
     failed_queries: frozenset = frozenset()  # query files that could not be imported (extract.importer)
 

@@ -50,7 +50,7 @@ rule init_store:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("extract.__main__", "extract.shard"),
+        code=code("extract.__main__", "extract.stores"),
         identity=lambda wc: canonical_json(identity(wc.dataset)),
         store=lambda wc, output: str(Path(output[0]).parent / "features.zarr"),
     shell:
@@ -141,7 +141,7 @@ checkpoint extract_summary:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("extract.__main__", "extract.shard"),
+        code=code("extract.__main__", "extract.stores"),
     shell:
         "python -m extract summary --store-json {input.store} --shards {input.shards} --out {output} > {log} 2>&1"
 
