@@ -106,25 +106,31 @@ def parse_line(obj: dict, where: str, require_labels: bool = False) -> Query:
                  clip_ids=clip_ids, saliency=saliency, source=where)
 
 
+def text_lines(path: Path, error=ValueError):
+    """(line number, text) of every non-blank line of a UTF-8 text file; a line that is not UTF-8 raises ``error``
+    naming the file and the line."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise error(f"{path}:{lineno}: not UTF-8 text ({err.reason} at byte {err.start + 1} of the line); "
+                            "save the file as UTF-8") from None
+            if line.strip():
+                yield lineno, line
+
+
 def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, object) for every non-empty line; JSON errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise AnnotationError(f"{path}: annotation file not found")
     rows = []
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise AnnotationError(f"{path}:{lineno}: not UTF-8 text ({err.reason} at byte {err.start + 1} of "
-                                      "the line); save the file as UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                rows.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise AnnotationError(f"{path}:{lineno}: invalid JSON ({err.msg} at column {err.colno})") from None
+    for lineno, line in text_lines(path, AnnotationError):
+        try:
+            rows.append((lineno, json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise AnnotationError(f"{path}:{lineno}: invalid JSON ({err.msg} at column {err.colno})") from None
     return rows
 
 

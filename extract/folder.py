@@ -20,6 +20,7 @@ import json
 import os
 from pathlib import Path
 
+from extract.annotations import text_lines
 from extract.shard import DEFAULT_EXTS, write_json_atomic
 from extract.cli import exits_on_bad_input
 
@@ -64,33 +65,25 @@ def read_queries(path: str | Path) -> dict[str, tuple[str, str]]:
         raise QueryFileError(f"{path}: --queries takes a file (one query per line, or JSON lines), not a folder")
     out: dict[str, tuple[str, str]] = {}
     jsonl = path.suffix in (".jsonl", ".json")
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{path}:{lineno}"
+    for lineno, line in text_lines(path, QueryFileError):
+        where = f"{path}:{lineno}"
+        if jsonl:
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise QueryFileError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start + 1} of the line); "
-                                     "save the file as UTF-8") from None
-            if not line.strip():
-                continue
-            if jsonl:
-                try:
-                    obj = json.loads(line)
-                except ValueError as err:
-                    raise QueryFileError(f"{where}: not valid JSON ({err})") from None
-                if not isinstance(obj, dict) or not isinstance(obj.get("query"), str) or not obj["query"].strip():
-                    raise QueryFileError(f"{where}: expected an object with a non-empty string field 'query'")
-                qid, text, vid = obj.get("qid", lineno), obj["query"], obj.get("vid", "")
-                if isinstance(qid, bool) or not isinstance(qid, (int, str)) or qid == "":
-                    raise QueryFileError(f"{where}: field 'qid' must be an int or a non-empty string, got {qid!r}")
-                if not isinstance(vid, str):
-                    raise QueryFileError(f"{where}: field 'vid' must be a string, got {vid!r}")
-            else:
-                qid, text, vid = lineno, line.strip(), ""
-            if str(qid) in out:
-                raise QueryFileError(f"{where}: duplicate qid {qid!r}")
-            out[str(qid)] = (text.strip(), vid)
+                obj = json.loads(line)
+            except ValueError as err:
+                raise QueryFileError(f"{where}: not valid JSON ({err})") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("query"), str) or not obj["query"].strip():
+                raise QueryFileError(f"{where}: expected an object with a non-empty string field 'query'")
+            qid, text, vid = obj.get("qid", lineno), obj["query"], obj.get("vid", "")
+            if isinstance(qid, bool) or not isinstance(qid, (int, str)) or qid == "":
+                raise QueryFileError(f"{where}: field 'qid' must be an int or a non-empty string, got {qid!r}")
+            if not isinstance(vid, str):
+                raise QueryFileError(f"{where}: field 'vid' must be a string, got {vid!r}")
+        else:
+            qid, text, vid = lineno, line.strip(), ""
+        if str(qid) in out:
+            raise QueryFileError(f"{where}: duplicate qid {qid!r}")
+        out[str(qid)] = (text.strip(), vid)
     if not out:
         raise QueryFileError(f"{path}: no queries in file")
     return out

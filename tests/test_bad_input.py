@@ -136,5 +136,5 @@ def test_workflow_config_errors_name_the_key_before_any_job(tmp_path, edit, need
 def test_unknown_dataset_target_is_one_line(tmp_path):
     _config(tmp_path, lambda c: None)
     one_line(snakemake(ROOT, tmp_path, "-n", "results/nope/metrics.json", check=False),
-             "dataset 'nope' is not configured", "config.yaml datasets: demo, qvh")
+             "dataset 'nope' is not configured", "config.yaml datasets: demo, demo_hard, qvh")
     assert not os.path.exists(tmp_path / "results")
