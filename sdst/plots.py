@@ -10,7 +10,6 @@ truth: the first query of each of the first videos (sorted by id), so the same v
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -256,10 +255,6 @@ def pick_examples(preds: list[dict], n: int) -> list[dict]:
     return [first[v] for v in sorted(first)[:n]]
 
 
-def _read_jsonl(path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sdst.plots", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -270,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--clip-len", type=float, required=True, help="seconds per saliency score")
     ex.add_argument("--out", nargs="+", required=True, help="one PNG per example")
     args = p.parse_args(argv)
-    preds = pick_examples(_read_jsonl(args.pred), len(args.out))
-    gts = {str(g["qid"]): g for g in _read_jsonl(args.gt)} if args.gt else {}
+    from extract.annotations import read_jsonl  # the one reader of JSON lines: errors name the file and line
+
+    preds = pick_examples([obj for _, obj in read_jsonl(args.pred)], len(args.out))
+    gts = {str(g["qid"]): g for _, g in read_jsonl(args.gt)} if args.gt else {}
     if len(preds) < len(args.out):
         print(f"error: {args.pred}: {len(preds)} videos, {len(args.out)} figures asked for", file=sys.stderr)
         return 2
