@@ -9,8 +9,8 @@ backbone can see (colour and size, not motion direction; tests/test_demo.py prob
   except at most one *context* object that enters late or leaves early;
 - objects share colours and shapes (``colours``/``shapes`` per video), so a colour or a shape alone never
   names the target;
-- events are clip-aligned intervals on one object: a colour change, growing, shrinking, flashing (towards
-  white at ``flash_hz``) or vanishing for a while; each ramps in and out over ``ramp`` seconds, and the
+- events are clip-aligned intervals on one object: a colour change, growing, shrinking, flashing (white or
+  off every other half period at ``flash_hz``) or vanishing for a while; each ramps in and out over ``ramp`` seconds, and the
   simulated annotators' saliency (1-4) follows that strength;
 - queries: ``simple`` ("the red square grows": every occurrence, so 1-3 windows), ``while`` (co-occurrence
   with another object's event or the context object's presence: the intersection), ``after``/``before``
@@ -28,12 +28,12 @@ import numpy as np
 
 from extract.demo_shapes import CLIP, SHAPES, shape_mask
 
-PALETTE = {  # name -> RGB; no white: white is what flashing blends towards
+PALETTE = {  # name -> RGB; no white: white is what a white flash blends towards
     "red": (230, 30, 30), "green": (30, 200, 50), "blue": (40, 70, 235), "yellow": (240, 225, 30),
     "purple": (150, 40, 200), "orange": (250, 140, 20), "cyan": (30, 220, 230),
 }
 WHITE = np.array((255, 255, 255), np.float32)
-FLASH_MIX = 1.0  # share of white in a flash's bright phase at full strength
+FLASHES = ("white", "off")  # what a flash shows every other half period: white, or nothing (a blink)
 EVENTS = {  # type -> (what the object does, what it is meanwhile); {p}: the new colour
     "colour": (("turns {p}", "changes colour to {p}", "becomes {p}"), ("is {p}",)),
     "grow": (("grows", "gets bigger", "swells up"), ("is big", "is enlarged")),
@@ -71,6 +71,7 @@ class EventSpec:
     shrink: float = 0.5
     ramp: float = 2.0  # seconds over which an event fades in and out (at most a quarter of its window)
     drift: float = 1.0  # amplitude of the background's slow change of brightness and tint (1: the demo's)
+    flash: str = "white"  # one of FLASHES
     flash_hz: float = 1.0  # bright/normal cycles per second (1 Hz alternates between the 4 frames of a 2-s clip)
 
     def __post_init__(self):
@@ -85,6 +86,8 @@ class EventSpec:
             raise ValueError(f"events: colours must be 1-{len(PALETTE)} and shapes 1-{len(SHAPES)}")
         if not 1 <= self.min_events <= self.max_events or sum(self.mix.values()) <= 0 or self.queries < 1:
             raise ValueError("events: need 1 <= min_events <= max_events, queries >= 1 and a positive mix")
+        if self.flash not in FLASHES:
+            raise ValueError(f"events: flash {self.flash!r}: expected one of {FLASHES}")
         if not (len(self.grid) == 2 and min(self.grid) >= 1 and len(self.size) == 2 and 0 < self.size[0] <= self.size[1]
                 and self.grow >= 1 and 0 < self.shrink <= 1 and self.ramp > 0 and self.flash_hz > 0
                 and all(0 <= p <= 1 for p in (self.repeat, self.context, self.order, self.drift))):
@@ -347,7 +350,10 @@ def object_state(obj: dict, t: float, es: EventSpec, duration: float) -> tuple[f
         elif ev["type"] in ("grow", "shrink"):
             scale = 1 + ((es.grow if ev["type"] == "grow" else es.shrink) - 1) * s
         elif ev["type"] == "flash" and int(np.floor(t * 2 * es.flash_hz)) % 2 == 1:
-            rgb = (1 - FLASH_MIX * s) * rgb + FLASH_MIX * s * WHITE
+            if es.flash == "off":
+                alpha *= 1 - s
+            else:
+                rgb = (1 - s) * rgb + s * WHITE
     return alpha, rgb, scale
 
 

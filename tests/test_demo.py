@@ -60,6 +60,8 @@ def test_spec_is_checked():
         _hard_spec(events={"colors": 2})
     with pytest.raises(ValueError, match="unknown event types"):
         _hard_spec(events={"types": ["jump"]})
+    with pytest.raises(ValueError, match="flash 'blue'"):
+        _hard_spec(events={**HARD.get("events", {}), "flash": "blue"})
     with pytest.raises(ValueError, match="max_objects <= 6"):
         _hard_spec(max_objects=7, events={**HARD.get("events", {}), "grid": [3, 2]})
 
