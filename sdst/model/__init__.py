@@ -3,27 +3,18 @@
 Every model takes ``forward(video (B, K, T, Fv), video_mask (B, T), text (B, K, L, Ft), text_mask (B, L))``
 and returns the output dict documented in :mod:`sdst.model.sdst`. A model with constrained parameters (SDST's
 β ∈ [0, 1], Eq. 3) also defines ``project_parameters()``, which the training loop calls after every optimizer
-step (:func:`project_parameters`). Config dataclasses live in :mod:`sdst.model.configs` (no torch); the
-modules are imported only when a model is built.
+step (:func:`project_parameters`). The registry (``ARCHS``, one entry per arch) and the config dataclasses live
+in :mod:`sdst.model.configs` (no torch); the modules are imported only when a model is built.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from sdst.model.configs import ARCH_CONFIGS, model_config
+from sdst.model.configs import ARCH_CONFIGS, ARCHS, model_config
 
 __all__ = ["ARCHS", "ARCH_CONFIGS", "arch_modules", "build_criterion", "build_model", "model_config",
            "model_classes", "project_parameters"]
-
-# The registry: arch -> (its nn.Module, its criterion), as "module:Class". One entry per architecture (its
-# config dataclass is ARCH_CONFIGS[arch]); the code fingerprint of a run follows these modules (extract.imports),
-# so editing one arch's modules never re-trains another.
-ARCHS = {
-    "sdst": ("sdst.model.sdst:SDST", "sdst.losses:SetCriterion"),
-    "actionformer": ("sdst.model.actionformer:ActionFormer", "sdst.model.dense:DenseCriterion"),
-    "r2tuning": ("sdst.model.r2tuning:R2Tuning", "sdst.model.dense:DenseCriterion"),
-}
 
 
 def _load(ref: str):
@@ -35,23 +26,23 @@ def arch_modules(arch: str) -> list[str]:
     """The modules the registry imports for ``arch`` (its model's and its criterion's)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; registered: {', '.join(ARCHS)} (sdst.model.ARCHS)")
-    return [ref.split(":")[0] for ref in ARCHS[arch]]
+    return [ref.split(":")[0] for ref in (ARCHS[arch].model, ARCHS[arch].criterion)]
 
 
 def model_classes() -> dict:
     """arch -> nn.Module class (imports torch)."""
-    return {arch: _load(model) for arch, (model, _) in ARCHS.items()}
+    return {arch: _load(entry.model) for arch, entry in ARCHS.items()}
 
 
 def criterion_classes() -> dict:
     """arch -> criterion class (constructed from sdst.config.LossConfig and MatcherConfig; forward(out, batch)
     -> losses)."""
-    return {arch: _load(criterion) for arch, (_, criterion) in ARCHS.items()}
+    return {arch: _load(entry.criterion) for arch, entry in ARCHS.items()}
 
 
 def build_criterion(arch: str, loss_cfg, matcher_cfg=None):
     """The arch's criterion from the loss weights and the matching costs (None: MatcherConfig defaults)."""
-    return _load(ARCHS[arch][1])(loss_cfg, matcher_cfg)
+    return _load(ARCHS[arch].criterion)(loss_cfg, matcher_cfg)
 
 
 def project_parameters(model) -> None:
@@ -64,4 +55,4 @@ def project_parameters(model) -> None:
 
 def build_model(arch: str, params: dict | None, video_dim: int, text_dim: int, cache_layers: int | None = None):
     cfg = model_config(arch, params)
-    return _load(ARCHS[arch][0])(cfg, video_dim=video_dim, text_dim=text_dim, cache_layers=cache_layers)
+    return _load(ARCHS[arch].model)(cfg, video_dim=video_dim, text_dim=text_dim, cache_layers=cache_layers)

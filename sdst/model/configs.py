@@ -95,11 +95,24 @@ class R2TuningConfig:
     reg_activation: str = value("exp", choices=("exp", "relu"))  # distances = exp(x) · coef_level (model.py) | relu (ActionFormer)
 
 
-ARCH_CONFIGS: dict[str, type] = {
-    "sdst": SDSTConfig,
-    "actionformer": ActionFormerConfig,
-    "r2tuning": R2TuningConfig,
+@dataclass(frozen=True)
+class Arch:
+    """One registry entry: the config dataclass, and the nn.Module and criterion as "module:Class" (imported only
+    when built, sdst.model)."""
+
+    config: type
+    model: str
+    criterion: str
+
+
+# The registry: one entry per architecture. The code fingerprint of a run follows its entry's modules
+# (sdst.config.code_files, extract.imports), so editing one arch's modules never re-trains another.
+ARCHS: dict[str, Arch] = {
+    "sdst": Arch(SDSTConfig, "sdst.model.sdst:SDST", "sdst.losses:SetCriterion"),
+    "actionformer": Arch(ActionFormerConfig, "sdst.model.actionformer:ActionFormer", "sdst.model.dense:DenseCriterion"),
+    "r2tuning": Arch(R2TuningConfig, "sdst.model.r2tuning:R2Tuning", "sdst.model.dense:DenseCriterion"),
 }
+ARCH_CONFIGS: dict[str, type] = {arch: entry.config for arch, entry in ARCHS.items()}
 
 
 def model_config(arch: str, params: dict | None = None):
