@@ -38,8 +38,7 @@ def checkpoint_identity(path: str | None) -> dict | None:
 def check_layers(backbone: str, extract: dict, where: dict | None = None) -> None:
     """The configured vision and text layers exist in the backbone (before any store is made or job started);
     errors name the setting as ``where`` calls it (default: the config key, e.g. extract.vision_layers)."""
-    from extract.internvideo2 import VISION_CONFIGS
-    from extract.text import TEXT_CONFIGS
+    from extract.encoder_configs import TEXT_CONFIGS, VISION_CONFIGS
 
     if backbone not in BACKBONES:
         raise ValueError(f"backbone {backbone!r}: one of {', '.join(sorted(BACKBONES))}")

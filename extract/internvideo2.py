@@ -12,49 +12,14 @@ frame, N = 1 + T * P tokens (CLS first, then patches time-major), D = embed_dim.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Callable, Literal, Sequence
+from dataclasses import replace
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-@dataclass(frozen=True)
-class VisionConfig:
-    embed_dim: int  # D, token width
-    depth: int  # number of transformer blocks
-    num_heads: int  # attention heads per block
-    mlp_hidden: int  # MLP hidden width (1B: 1408 * 48/11 = 6144)
-    patch_size: int  # spatial patch (tubelet size 1 in time)
-    img_size: int = 224  # input height = width
-    num_frames: int = 4  # frames per clip the stored pos_embed table is for
-    clip_embed_dim: int = 768  # output width of clip_projector.cross_attn.proj
-    clip_num_heads: int = 16  # heads of the attention-pooling block
-    gelu: Literal["exact", "tanh"] = "tanh"  # training: fused tanh-approx GELU; reference non-fused: exact
-    layerscale_init: float = 1e-5  # LayerScale gamma at random init only
-    norm_eps: float = 1e-6  # RMSNorm eps of the blocks
-
-    @property
-    def grid(self) -> int:
-        """Patches along one side of a frame."""
-        return self.img_size // self.patch_size
-
-    @property
-    def patches_per_frame(self) -> int:
-        return self.grid * self.grid
-
-
-VISION_CONFIGS: dict[str, VisionConfig] = {
-    # pretrain_internvideo2_1b_patch14_224 (stage 2, 224 px, 4 frames); gelu "tanh" = the fused MLP the
-    # weights were trained with; "exact" reproduces the reference non-fused path (demo config).
-    "1b": VisionConfig(embed_dim=1408, depth=40, num_heads=16, mlp_hidden=6144, patch_size=14, img_size=224,
-                       num_frames=4, clip_embed_dim=768, clip_num_heads=16, gelu="tanh", layerscale_init=1e-5),
-    # Same architecture at a size that runs in milliseconds on CPU (seeded random weights for the demo):
-    # 8x8 patches per frame, 1 + 4*64 = 257 tokens. LayerScale 1.0 so that a random network is not ~identity.
-    "tiny": VisionConfig(embed_dim=128, depth=4, num_heads=4, mlp_hidden=512, patch_size=28, img_size=224,
-                         num_frames=4, clip_embed_dim=128, clip_num_heads=4, gelu="tanh", layerscale_init=1.0),
-}
+from extract.encoder_configs import VISION_CONFIGS, VisionConfig  # noqa: F401 - where callers look for them
 
 
 # ----------------------------------------------------------------------------------------------- layers

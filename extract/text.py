@@ -9,56 +9,16 @@ Shapes: B texts, L tokens, D hidden, K layers.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from transformers import BertConfig, BertModel
+from transformers import BertModel
 
+from extract.encoder_configs import TEXT_CONFIGS, TextConfig  # noqa: F401 - where callers look for them
 from extract.weights import CheckpointError, check_and_load
 from extract.tokenizer import minilm_dir
-
-
-@dataclass(frozen=True)
-class TextConfig:
-    hidden: int  # D
-    text_layers: int  # layers without cross-attention (the ones this encoder runs)
-    total_layers: int  # layers stored in the checkpoint (text + cross-attention fusion layers)
-    heads: int
-    intermediate: int
-    vocab: int = 30522  # uncased WordPiece
-    max_positions: int = 512
-    eps: float = 1e-12  # post-LN epsilon
-    act: str = "gelu"  # exact GELU
-
-    def bert_config(self) -> BertConfig:
-        return BertConfig(
-            vocab_size=self.vocab, hidden_size=self.hidden, num_hidden_layers=self.text_layers,
-            num_attention_heads=self.heads, intermediate_size=self.intermediate, hidden_act=self.act,
-            max_position_embeddings=self.max_positions, layer_norm_eps=self.eps, type_vocab_size=2,
-            pad_token_id=0,
-        )
-
-
-def _minilm_config() -> TextConfig:
-    raw = json.loads((minilm_dir() / "config.json").read_text())
-    return TextConfig(hidden=raw["hidden_size"], text_layers=raw["num_hidden_layers"],
-                      total_layers=raw["num_hidden_layers"], heads=raw["num_attention_heads"],
-                      intermediate=raw["intermediate_size"], vocab=raw["vocab_size"],
-                      max_positions=raw["max_position_embeddings"], eps=raw["layer_norm_eps"],
-                      act=raw["hidden_act"])
-
-
-TEXT_CONFIGS: dict[str, TextConfig] = {
-    # bert-large-uncased as InternVideo2-1B stage 2 uses it: fusion_layer = 19, so layers 1..19 are
-    # text-only and 20..24 carry cross-attention to the video tokens (not run here).
-    "bert-large-19": TextConfig(hidden=1024, text_layers=19, total_layers=24, heads=16, intermediate=4096),
-    # sentence-transformers/all-MiniLM-L6-v2, numbers read from the package's model/config.json.
-    "minilm-l6": _minilm_config(),
-}
 
 
 class TextEncoder(nn.Module):
