@@ -138,45 +138,85 @@ def test_run_settings_and_key_order_rerun_nothing(demo):
         assert planned(proj, work) == {}
 
 
+@contextmanager
+def edited(proj: Path, rel: str):
+    """A real edit of a project file (Snakemake 9 ignores a changed timestamp when the content is the same)."""
+    path = proj / rel
+    st, text = path.stat(), path.read_text()
+    path.write_text(text + "\n# an edit\n")
+    try:
+        yield
+    finally:
+        path.write_text(text)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def test_code_changes_invalidate_the_rules_that_use_them(demo):
     proj, work = demo
-
-    @contextmanager
-    def edited(rel):
-        """A real edit (Snakemake 9 ignores a changed timestamp when the content is the same)."""
-        path = proj / rel
-        st, text = path.stat(), path.read_text()
-        path.write_text(text + "\n# an edit\n")
-        try:
-            yield
-        finally:
-            path.write_text(text)
-            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-    with edited("extract/decode.py"):  # the shard jobs run again; training follows only if the features change
+    with edited(proj, "extract/decode.py"):  # the shard jobs run again; training follows only if the features change
         jobs = planned(proj, work)
         assert jobs.get("extract_shard") == 2 and "train" not in jobs and "predict" not in jobs, jobs
-    with edited("sdst/losses.py"):
+    with edited(proj, "sdst/losses.py"):
         jobs = planned(proj, work)
         assert jobs.get("train") == 2 and "extract_shard" not in jobs
-    with edited("sdst/stats.py"):  # not used by this target
+    with edited(proj, "sdst/model/actionformer.py"):  # another arch's module: SDST's runs stay valid
         assert planned(proj, work) == {}
-    with edited("sdst/model/actionformer.py"):  # another arch's module: SDST's runs stay valid
-        assert planned(proj, work) == {}
-    # what hand-kept file lists missed (issue 20): predict reads annotations, the random baseline imports
-    # sdst.infer; the example figures do not import sdst.predict
-    with edited("sdst/infer.py"):
+    # what hand-kept file lists missed (issue 20): the random baseline imports sdst.infer
+    with edited(proj, "sdst/infer.py"):
         jobs = planned(proj, work)
         assert jobs.get("random_baseline") == 1 and jobs.get("predict") == 2 and "train" in jobs, jobs
-    with edited("extract/annotations.py"):  # read by extraction, training, prediction, evaluation, the baseline
+    with edited(proj, "extract/annotations.py"):  # read by extraction, training, prediction, evaluation, the baseline
         jobs = planned(proj, work)
         assert jobs.get("extract_shard") == 2 and "predict" not in jobs, jobs  # (see params_changed)
         assert params_changed(proj, work) == {"init_store", "extract_shard", "extract_summary", "train", "predict",
                                               "evaluate_run", "random_baseline"}
-    with edited("sdst/predict.py"):
-        assert planned(proj, work, "all") == {}
     os.utime(proj / "extract" / "decode.py")  # a timestamp alone (git checkout, copy) re-runs nothing
     assert planned(proj, work) == {}
+
+
+def command_modules(shell: str, arch: str = "sdst") -> set[str]:
+    """The project modules a job's shell command runs, read from the command Snakemake would run: each
+    `python -m sdst.<module>`, and for `python -m extract <command>` the CLI and that command's module
+    (extract.__main__.COMMANDS); a job that builds a model adds its arch's registry modules (the demo's `sdst`)."""
+    from extract.__main__ import COMMANDS
+    from sdst.model import arch_modules
+
+    mods = set()
+    for m in re.finditer(r"python -m ([\w.]+)(?: ([\w-]+))?", shell):
+        mod, command = m.groups()
+        mods |= {"extract.__main__", COMMANDS[command][0]} if mod == "extract" else {mod}
+    if mods & {"sdst.train", "sdst.infer", "sdst.diagnose"}:
+        mods |= set(arch_modules(arch))
+    return mods
+
+
+def test_each_module_invalidates_exactly_the_rules_that_import_it(demo):
+    """Issue 20, point 1: an edit of a project module changes the code fingerprint of exactly the rules whose
+    command imports it, directly or not, and of nothing else. The expected rules come from the standard
+    library's modulefinder over each job's command (test_imports), not from the workflow's own helper. The
+    modules fall into classes of the same expected rules; one module of each class is edited in turn."""
+    from collections import defaultdict
+
+    from test_imports import MODULES, found_by_modulefinder
+
+    proj, work = demo
+    out = snakemake(proj, work, "--detailed-summary", "--cores", "2", "results/demo/metrics.json").stdout
+    rows = [line.split("\t") for line in out.splitlines() if line.count("\t") >= 5]
+    rule, shell = rows[0].index("rule"), rows[0].index("shellcmd")
+    commands = defaultdict(set)
+    for row in rows[1:]:
+        commands[row[rule]].add(row[shell])
+    imports = {r: set().union(*(found_by_modulefinder(m) for c in cmds for m in command_modules(c)))
+               for r, cmds in commands.items()}
+    classes = defaultdict(list)
+    for module in MODULES:
+        classes[frozenset(r for r, mods in imports.items() if module in mods)].append(module)
+    assert len(classes) >= 10, classes  # the demo's rules tell most modules apart
+    for rules, modules in sorted(classes.items(), key=lambda kv: kv[1][0]):
+        path = modules[0].replace(".", "/")
+        rel = f"{path}/__init__.py" if (proj / path).is_dir() else f"{path}.py"
+        with edited(proj, rel):
+            assert params_changed(proj, work) == set(rules), (rel, sorted(rules))
 
 
 def test_unknown_config_key_is_rejected(tmp_path):
