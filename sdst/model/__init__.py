@@ -14,7 +14,7 @@ import importlib
 from sdst.model.configs import ARCH_CONFIGS, ARCHS, model_config
 
 __all__ = ["ARCHS", "ARCH_CONFIGS", "arch_modules", "build_criterion", "build_model", "model_config",
-           "model_classes", "project_parameters"]
+           "project_parameters"]
 
 
 def _load(ref: str):
@@ -27,17 +27,6 @@ def arch_modules(arch: str) -> list[str]:
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; registered: {', '.join(ARCHS)} (sdst.model.ARCHS)")
     return [ref.split(":")[0] for ref in (ARCHS[arch].model, ARCHS[arch].criterion)]
-
-
-def model_classes() -> dict:
-    """arch -> nn.Module class (imports torch)."""
-    return {arch: _load(entry.model) for arch, entry in ARCHS.items()}
-
-
-def criterion_classes() -> dict:
-    """arch -> criterion class (constructed from sdst.config.LossConfig and MatcherConfig; forward(out, batch)
-    -> losses)."""
-    return {arch: _load(entry.criterion) for arch, entry in ARCHS.items()}
 
 
 def build_criterion(arch: str, loss_cfg, matcher_cfg=None):
