@@ -1,10 +1,15 @@
-"""The one annotation parser: QVHighlights JSON lines, used for every dataset (evaluation.md).
+"""The one reader and validator of the annotation format: QVHighlights JSON lines (evaluation.md).
 
 Fields per line: ``qid`` (int, or str for TACoS), ``query``, ``duration`` (s), ``vid``,
 ``relevant_windows`` ([[start, end], ...] s; absent in unlabeled test files) and, for QVHighlights,
 ``relevant_clip_ids`` (2-s clip indices, each below int(duration / 2) as the official evaluator requires)
 with ``saliency_scores`` (one [a, b, c] triple of 0-4 scores per relevant clip, 3 annotators). Every problem
 is reported with the file, the 1-based line and the field.
+
+Two rule sets read the same fields with the same code: :data:`STRICT` (training, extraction, pre-flight checks:
+a query text and a video, 0 <= start < end, scores 0..4) and :data:`OFFICIAL`, the ground truth as the official
+QVHighlights evaluator accepts it (jayleicn/moment_detr ``standalone_eval/eval.py``: it reads qid, duration,
+windows and saliency only; a zero-length window [s, s] and a zero duration are data, scores are any numbers).
 """
 
 from __future__ import annotations
@@ -16,6 +21,20 @@ from pathlib import Path
 
 
 QVH_CLIP = 2  # seconds per saliency clip of QVHighlights: a video has int(duration / 2) of them (sdst.evaluate)
+NUM_ANNOTATORS = 3  # saliency scores per relevant clip (QVHighlights)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a reader asks of a line beyond the shared format (types, lists, clip ids inside the video)."""
+
+    text: bool  # 'query' and 'vid' are required (the evaluator reads neither)
+    positive: bool  # duration > 0 and 0 <= start < end; otherwise duration >= 0 and start <= end (official)
+    score_range: bool  # saliency scores in 0..4; otherwise any finite numbers (official)
+
+
+STRICT = Rules(text=True, positive=True, score_range=True)
+OFFICIAL = Rules(text=False, positive=False, score_range=False)
 
 
 class AnnotationError(ValueError):
@@ -45,65 +64,81 @@ def _num(value, where: str, field: str) -> float:
     return float(value)
 
 
-def parse_line(obj: dict, where: str, require_labels: bool = False) -> Query:
-    """Validate one decoded JSON object; ``where`` is "file:line" for messages."""
+def parse_line(obj: dict, where: str, require_labels: bool = False, rules: Rules = STRICT) -> Query:
+    """Validate one decoded JSON object; ``where`` is "file:line" for messages. ``require_labels``: the line
+    must have a non-empty ``relevant_windows``. :data:`OFFICIAL` rules leave ``query``/``vid`` empty when absent."""
     if not isinstance(obj, dict):
         raise AnnotationError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    for field in ("qid", "query", "vid", "duration"):
+    for field in ("qid", "query", "vid", "duration") if rules.text else ("qid", "duration"):
         if field not in obj:
             raise AnnotationError(f"{where}: missing field '{field}'")
     qid = obj["qid"]
     if isinstance(qid, bool) or not isinstance(qid, (int, str)) or (isinstance(qid, str) and not qid):
         raise AnnotationError(f"{where}: field 'qid' must be an int or a non-empty string, got {qid!r}")
-    if not isinstance(obj["query"], str) or not obj["query"].strip():
-        raise AnnotationError(f"{where}: field 'query' must be a non-empty string")
-    if not isinstance(obj["vid"], str) or not obj["vid"]:
-        raise AnnotationError(f"{where}: field 'vid' must be a non-empty string")
+    if rules.text:
+        if not isinstance(obj["query"], str) or not obj["query"].strip():
+            raise AnnotationError(f"{where}: field 'query' must be a non-empty string")
+        if not isinstance(obj["vid"], str) or not obj["vid"]:
+            raise AnnotationError(f"{where}: field 'vid' must be a non-empty string")
     duration = _num(obj["duration"], where, "duration")
-    if duration <= 0:
-        raise AnnotationError(f"{where}: field 'duration' must be > 0, got {duration}")
+    if duration <= 0 if rules.positive else duration < 0:
+        raise AnnotationError(f"{where}: field 'duration' must be {'> 0' if rules.positive else '>= 0'}, "
+                              f"got {duration}")
+    windows = _windows(obj, where, require_labels, rules)
+    clip_ids = saliency = None
+    if "relevant_clip_ids" in obj or "saliency_scores" in obj:
+        clip_ids, saliency = _saliency(obj, where, duration, rules)
+    return Query(qid=qid, query=obj.get("query", ""), vid=obj.get("vid", ""), duration=duration,
+                 windows=windows, clip_ids=clip_ids, saliency=saliency, source=where)
 
-    windows: list[tuple[float, float]] = []
+
+def _windows(obj: dict, where: str, require_labels: bool, rules: Rules) -> tuple[tuple[float, float], ...]:
     raw = obj.get("relevant_windows")
     if raw is None:
         if require_labels:
             raise AnnotationError(f"{where}: missing field 'relevant_windows' (this split needs labels)")
-    else:
-        if not isinstance(raw, list) or (require_labels and not raw):
-            raise AnnotationError(f"{where}: field 'relevant_windows' must be a non-empty list of [start, end]")
-        for i, w in enumerate(raw):
-            if not isinstance(w, (list, tuple)) or len(w) != 2:
-                raise AnnotationError(f"{where}: relevant_windows[{i}] must be [start, end], got {w!r}")
-            s = _num(w[0], where, f"relevant_windows[{i}][0]")
-            e = _num(w[1], where, f"relevant_windows[{i}][1]")
-            if s < 0 or e <= s:
-                raise AnnotationError(f"{where}: relevant_windows[{i}] = {w!r} needs 0 <= start < end")
-            windows.append((s, e))
+        return ()
+    if not isinstance(raw, list) or (require_labels and not raw):
+        raise AnnotationError(f"{where}: field 'relevant_windows' must be a non-empty list of [start, end]")
+    windows = []
+    for i, w in enumerate(raw):
+        if not isinstance(w, (list, tuple)) or len(w) != 2:
+            raise AnnotationError(f"{where}: relevant_windows[{i}] must be [start, end], got {w!r}")
+        s = _num(w[0], where, f"relevant_windows[{i}][0]")
+        e = _num(w[1], where, f"relevant_windows[{i}][1]")
+        if rules.positive and (s < 0 or e <= s):
+            raise AnnotationError(f"{where}: relevant_windows[{i}] = {w!r} needs 0 <= start < end")
+        if not rules.positive and e < s:
+            raise AnnotationError(f"{where}: relevant_windows[{i}] = {w!r} needs start <= end")
+        windows.append((s, e))
+    return tuple(windows)
 
-    clip_ids = saliency = None
-    if "relevant_clip_ids" in obj or "saliency_scores" in obj:
-        ids, scores = obj.get("relevant_clip_ids"), obj.get("saliency_scores")
-        if not isinstance(ids, list) or not isinstance(scores, list):
-            raise AnnotationError(f"{where}: 'relevant_clip_ids' and 'saliency_scores' must both be lists")
-        if len(ids) != len(scores):
-            raise AnnotationError(
-                f"{where}: {len(ids)} relevant_clip_ids but {len(scores)} saliency_scores (one triple per clip)")
-        n_clips = int(duration / QVH_CLIP)
-        for i, (c, sc) in enumerate(zip(ids, scores)):
-            if isinstance(c, bool) or not isinstance(c, int) or c < 0:
-                raise AnnotationError(f"{where}: relevant_clip_ids[{i}] must be a non-negative int, got {c!r}")
-            if c >= n_clips:  # the evaluator rejects it, inside a job; say it before any job runs
-                raise AnnotationError(f"{where}: relevant_clip_ids[{i}] = {c} is not a clip of the video: duration "
-                                      f"{duration:g} s has int(duration / {QVH_CLIP}) = {n_clips} clips "
-                                      f"(ids 0..{n_clips - 1})")
-            if (not isinstance(sc, list) or len(sc) != 3
-                    or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 4 for v in sc)):
-                raise AnnotationError(f"{where}: saliency_scores[{i}] must be 3 scores in 0..4, got {sc!r}")
-        clip_ids = tuple(ids)
-        saliency = tuple(tuple(int(v) for v in sc) for sc in scores)
 
-    return Query(qid=qid, query=obj["query"], vid=obj["vid"], duration=duration, windows=tuple(windows),
-                 clip_ids=clip_ids, saliency=saliency, source=where)
+def _saliency(obj: dict, where: str, duration: float, rules: Rules):
+    """(clip ids, score triples) of a QVHighlights line; the scores are kept as ints (0..4) under STRICT rules."""
+    ids, scores = obj.get("relevant_clip_ids"), obj.get("saliency_scores")
+    if not isinstance(ids, list) or not isinstance(scores, list):
+        raise AnnotationError(f"{where}: 'relevant_clip_ids' and 'saliency_scores' must both be lists "
+                              "(the two fields go together)")
+    if len(ids) != len(scores):
+        raise AnnotationError(
+            f"{where}: {len(ids)} relevant_clip_ids but {len(scores)} saliency_scores (one triple per clip)")
+    n_clips = int(duration / QVH_CLIP)
+    for i, (c, sc) in enumerate(zip(ids, scores)):
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+            raise AnnotationError(f"{where}: relevant_clip_ids[{i}] must be a non-negative int, got {c!r}")
+        if c >= n_clips:  # the evaluator rejects it, inside a job; say it before any job runs
+            raise AnnotationError(f"{where}: relevant_clip_ids[{i}] = {c} is not a clip of the video: duration "
+                                  f"{duration:g} s has int(duration / {QVH_CLIP}) = {n_clips} clips "
+                                  f"(ids 0..{n_clips - 1})")
+        if (not isinstance(sc, list) or len(sc) != NUM_ANNOTATORS
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                       or (rules.score_range and not 0 <= v <= 4) for v in sc)):
+            wanted = "scores in 0..4" if rules.score_range else "finite numbers"
+            raise AnnotationError(f"{where}: saliency_scores[{i}] must be {NUM_ANNOTATORS} {wanted}, got {sc!r}")
+    if not rules.score_range:
+        return tuple(ids), tuple(tuple(sc) for sc in scores)
+    return tuple(ids), tuple(tuple(int(v) for v in sc) for sc in scores)
 
 
 def text_lines(path: Path, error=ValueError):

@@ -24,7 +24,7 @@ def count_windows(gt_path: str | Path) -> dict:
     """{range: {"windows": n, "queries": q}}: GT windows whose length (end − start, s) is in the range's
     (min, max], and the queries keeping at least one (the evaluator's filter)."""
     from extract.annotations import read_jsonl
-    from sdst.evaluate import QVH_LENGTH_RANGES
+    from sdst.metrics import QVH_LENGTH_RANGES
 
     out = {name: {"windows": 0, "queries": 0} for name in RANGES}
     for _, rec in read_jsonl(gt_path):
@@ -105,7 +105,7 @@ def _fmt(stat: dict) -> str:
 
 def render(result: dict) -> str:
     """The breakdown as Markdown (a section of the significance report)."""
-    from sdst.evaluate import QVH_LENGTH_RANGES
+    from sdst.metrics import QVH_LENGTH_RANGES
 
     if not result:
         return ""

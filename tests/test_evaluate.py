@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdst.evaluate import AnnotationError, evaluate, load_jsonl, paired_iou, temporal_iou
+from sdst.evaluate import AnnotationError, evaluate, load_jsonl
+from sdst.metrics import paired_iou, temporal_iou
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -335,6 +336,35 @@ def test_missing_field_names_line(tmp_path):
     path.write_text(json.dumps(_gt(1, [[0, 10]])) + "\n" + json.dumps(rec))  # no trailing newline
     with pytest.raises(AnnotationError, match=r"gt\.jsonl:2: missing field 'duration'"):
         load_jsonl(path, kind="gt")
+
+
+def test_ground_truth_is_read_by_the_annotation_formats_one_validator_under_the_official_rules(tmp_path):
+    """Issue 20 point 3: the evaluator reads ground truth with extract.annotations.parse_line (OFFICIAL rules):
+    what the official evaluator accepts and training refuses is data here, and what both refuse is refused with
+    the same words, naming the file and line."""
+    from extract.annotations import load_annotations
+
+    path = tmp_path / "gt.jsonl"
+    zero_length = {"qid": 1, "duration": 10.0, "relevant_windows": [[4.0, 4.0]]}  # no query, no vid
+    path.write_text(json.dumps(zero_length) + "\n")
+    assert load_jsonl(path, kind="gt") == [zero_length]
+    sub = [_pred(1, [[4.0, 4.0, 0.9]])]
+    assert evaluate(sub, [zero_length], "mr")["brief"]["MR-R1@0.3"] == 0.0  # zero length: IoU 0 (docstring)
+    with pytest.raises(AnnotationError, match=r"gt\.jsonl:1: missing field 'query'"):
+        load_annotations(path)
+    path.write_text(json.dumps({**zero_length, "query": "q", "vid": "v"}) + "\n")
+    with pytest.raises(AnnotationError, match=r"gt\.jsonl:1: relevant_windows\[0\].*needs 0 <= start < end"):
+        load_annotations(path)
+
+    past = {"qid": 1, "query": "q", "vid": "v", "duration": 5.0, "relevant_windows": [[0, 2]],
+            "relevant_clip_ids": [0, 2], "saliency_scores": [[1, 2, 3], [2, 2, 2]]}
+    path.write_text(json.dumps(_gt(0, [[0, 2]])) + "\n" + json.dumps(past) + "\n")
+    message = r"gt\.jsonl:2: relevant_clip_ids\[1\] = 2 is not a clip of the video: duration 5 s"
+    for read in (load_annotations, lambda p: load_jsonl(p, kind="gt")):
+        with pytest.raises(AnnotationError, match=message):
+            read(path)
+    with pytest.raises(AnnotationError, match=r"ground truth record 1 \(qid 1\): relevant_windows\[0\].*start <= end"):
+        evaluate(sub, [{**zero_length, "relevant_windows": [[5.0, 4.0]]}])
 
 
 @pytest.mark.parametrize("window, message", [
