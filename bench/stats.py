@@ -1,4 +1,4 @@
-"""Benchmark of the significance report (sdst.stats): Friedman + Nemenyi + CD on a synthetic CSV.
+"""Benchmark of the significance report (sdst.reporting.stats): Friedman + Nemenyi + CD on a synthetic CSV.
 
 The target is <= 1 s for 20 models x 100 blocks (25 datasets x 4 metrics) x 3 seeds, reading the
 CSV included, the plot and interpreter start-up excluded.
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sdst.stats import friedman_nemenyi, plot_cd_diagram
+from sdst.reporting.cd_diagram import plot_cd_diagram
+from sdst.reporting.stats import friedman_nemenyi
 
 
 def write_scores(path: Path, n_models: int, n_blocks: int, n_seeds: int, seed: int = 0) -> Path:

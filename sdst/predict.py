@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from extract.cli import exits_on_bad_input
-from sdst.plots import fmt_score
+from sdst.reporting.plots import fmt_score
 
 
 @dataclass
@@ -169,10 +169,10 @@ def _aspect(video: str) -> float:
 
 
 def plot(pred: Prediction, path: str | Path, top: int = 5) -> None:
-    """Saliency over time, the top windows with their scores, thumbnails of the best ones (sdst.plots)."""
+    """Saliency over time, the top windows with their scores, thumbnails of the best ones (sdst.reporting.plots)."""
     import matplotlib.pyplot as plt
 
-    from sdst.plots import prediction_figure
+    from sdst.reporting.plots import prediction_figure
 
     fig = prediction_figure(pred.query, Path(pred.video).name, pred.duration, pred.clip_len, pred.saliency,
                             pred.windows, top=top, thumbnails=pred.thumbnails, aspect=_aspect(pred.video))

@@ -20,6 +20,7 @@ import math
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -142,17 +143,34 @@ def resume_state(path: Path, run: dict, version: str, log: RunLog, extraction: d
     return state
 
 
-def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) -> dict:
-    from tqdm import tqdm
+@dataclass
+class Session:
+    """What one training run holds while it runs (built by :func:`_prepare`)."""
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    run: dict
+    out_dir: Path
+    log: RunLog
+    version: str
+    info: object  # sdst.data.CacheInfo
+    device: str
+    train_ds: FeatureDataset
+    select_ds: FeatureDataset
+    select_gt: list
+    dims: dict
+    model: torch.nn.Module
+    criterion: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+
+    @property
+    def t(self) -> dict:
+        return self.run["train"]
+
+
+def _prepare(run: dict, out_dir: Path, log: RunLog, version: str, info) -> Session:
+    """Data, model, loss and optimiser of a run, in the order that fixes its random numbers (seed first)."""
     t, data, seed = run["train"], run["data"], run["seed"]
-    last_path, best_path = out_dir / "checkpoint_last.pt", out_dir / "checkpoint_best.pt"
-    version = code_version(run["model"]["arch"])
-    log = RunLog()
-    info = cache_info(features)
-    state = resume_state(last_path, run, version, log, info.identity, info.digest)
     if t["threads"]:
         torch.set_num_threads(t["threads"])
     device = resolve_device(t["device"])
@@ -164,9 +182,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     if len(train_ds) == 0 or len(select_ds) == 0:
         raise ValueError(f"no training ({len(train_ds)}) or selection ({len(select_ds)}) queries with features; "
                          f"skipped: train {train_ds.skipped}, select {select_ds.skipped}")
-    select_gt = [query_record(q) for q in select_ds.items]
     dims = {"video": info.video_dim, "text": info.text_dim, "layers": info.layers, "extraction": info.identity}
-
     check_layers_held(run, info.layers, info.text_layers or info.layers, f"the store {info.store}")
     seed_everything(seed)
     model = build_model(run["model"]["arch"], run["model"]["params"], dims["video"], dims["text"], dims["layers"])
@@ -176,104 +192,136 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     optimizer = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     use_amp = device.startswith("cuda") and t["amp"]
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
+    return Session(run, out_dir, log, version, info, device, train_ds, select_ds,
+                   [query_record(q) for q in select_ds.items], dims, model, criterion, optimizer, scaler, use_amp)
 
-    start_epoch, iteration, history, best = 0, 0, [], {"score": -math.inf, "epoch": -1}
-    best_state = None
+
+def _train_epoch(s: Session, epoch: int, iteration: int, progress: bool) -> tuple[dict, int]:
+    """One pass over the training split -> (log row: losses, lr, it/s, peak memory; iteration count after it)."""
+    from tqdm import tqdm
+
+    t, model = s.t, s.model
+    model.train()
+    gen = torch.Generator().manual_seed(s.run["seed"] * 100_003 + epoch)
+    loader = torch.utils.data.DataLoader(s.train_ds, batch_size=t["batch_size"], shuffle=True, generator=gen,
+                                         collate_fn=collate, num_workers=t["num_workers"], persistent_workers=False)
+    sums: dict[str, torch.Tensor] = {}
+    n_iter, t0, lr = 0, time.perf_counter(), t["lr"]
+    if s.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t['epochs']}", disable=not progress, leave=False,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    for batch in bar:
+        lr = t["lr"] * lr_factor(iteration, epoch, t)
+        for group in s.optimizer.param_groups:
+            group["lr"] = lr
+        batch = batch_to(batch, s.device)
+        with autocast_for(s.device, s.use_amp):
+            out = model(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"])
+        losses = s.criterion(out, batch)
+        s.optimizer.zero_grad(set_to_none=True)
+        s.scaler.scale(losses["loss"]).backward()
+        s.scaler.unscale_(s.optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip_grad"])
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
+        project_parameters(model)  # e.g. SDST's β back onto [0, 1] (Eq. 3)
+        for k, v in losses.items():  # summed on the device: no host sync per iteration
+            sums[k] = sums.get(k, 0.0) + v.detach().float()
+        n_iter += 1
+        iteration += 1
+        if n_iter % 20 == 1:
+            bar.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}", refresh=False)
+    train_s = time.perf_counter() - t0
+    row = {"epoch": epoch + 1, "iterations": iteration, "lr": lr, "it_per_s": n_iter / train_s,
+           **{f"train_{k}": float(v) / max(n_iter, 1) for k, v in sorted(sums.items()) if not k.startswith("aux")}}
+    if s.device.startswith("cuda"):
+        row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return row, iteration
+
+
+def _select(s: Session) -> tuple[dict, float]:
+    """Metrics on the selection split and the selection score (the sum of ``select_metrics``)."""
+    t = s.t
+    records = predict_records(s.model, s.select_ds, s.run["data"]["clip_len"], t["eval_batch_size"], s.device,
+                              t["nms_sigma"], t["amp"], use_actionness=ranks_by_actionness(t))
+    metrics = evaluate(records, s.select_gt, s.run["data"]["eval_type"])["brief"]
+    return metrics, sum(metrics[m] for m in t["select_metrics"])
+
+
+def _finish(s: Session, history: list[dict], best: dict, best_state: dict | None) -> dict:
+    """Best checkpoint, log, curves and summary: written even when nothing was left to train (a job re-run over a
+    finished run resumes after the last epoch and must still produce the outputs Snakemake deleted)."""
+    from sdst.reporting.plots import plot_curves
+
+    if best_state is None:
+        raise RuntimeError("no epoch was trained (epochs = 0?)")
+    t, run = s.t, s.run
+    write_log(s.out_dir / "train_log.csv", history)
+    save_checkpoint(s.out_dir / "checkpoint_best.pt", {"run": run, "dims": s.dims, "model": best_state,
+                                                       "epoch": best["epoch"], "metrics": best.get("metrics"),
+                                                       "code": s.version})
+    plot_curves(history, s.out_dir / "curves.png",
+                title=f"{run['model']['name']} on {run['data']['name']}, seed {run['seed']}",
+                select_metrics=t["select_metrics"])
+    summary = {"best_epoch": best["epoch"], "best_select_score": best["score"], "select_metrics": best.get("metrics"),
+               "epochs": t["epochs"], "epochs_trained": len(history), "parameters": s.model.num_params(),
+               "mean_it_per_s": float(np.mean([r["it_per_s"] for r in history])) if history else None,
+               "train_queries": len(s.train_ds), "select_queries": len(s.select_ds),
+               "skipped_train": s.train_ds.skipped, "device": s.device}
+    if any("peak_mem_gb" in r for r in history):
+        summary["peak_mem_gb"] = max(r.get("peak_mem_gb", 0.0) for r in history)
+    (s.out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) -> dict:
+    """Train one run to its epoch budget (or its patience), resuming from ``checkpoint_last.pt`` when it may."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t, last_path = run["train"], out_dir / "checkpoint_last.pt"
+    version = code_version(run["model"]["arch"])
+    log = RunLog()
+    info = cache_info(features)
+    state = resume_state(last_path, run, version, log, info.identity, info.digest)
+    s = _prepare(run, out_dir, log, version, info)
+    start_epoch, iteration, history, best, best_state = 0, 0, [], {"score": -math.inf, "epoch": -1}, None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        s.model.load_state_dict(state["model"])
+        s.optimizer.load_state_dict(state["optimizer"])
+        s.scaler.load_state_dict(state["scaler"])
         start_epoch, iteration = state["epoch"] + 1, state["iteration"]
         history, best, best_state = state["history"], state["best"], state["best_model"]
         set_rng_state(state["rng"])
         state = None  # free the loaded copies
 
-    log(f"{run['model']['name']} ({run['model']['arch']}) on {data['name']}, seed {seed}: "
-        f"{model.num_params():,} parameters, {len(train_ds)} train / {len(select_ds)} selection queries, "
-        f"device {device}")
+    log(f"{run['model']['name']} ({run['model']['arch']}) on {run['data']['name']}, seed {run['seed']}: "
+        f"{s.model.num_params():,} parameters, {len(s.train_ds)} train / {len(s.select_ds)} selection queries, "
+        f"device {s.device}")
     patience = t.get("patience", 0)
     for epoch in range(start_epoch, t["epochs"]):
         if patience and epoch - best["epoch"] >= patience:  # checked first, so a resumed run stops where it did
             log(f"stopping after epoch {epoch}: no better selection score for {patience} epochs "
                 f"(best {best['score']:.2f} @ {best['epoch']})")
             break
-        model.train()
-        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        loader = torch.utils.data.DataLoader(train_ds, batch_size=t["batch_size"], shuffle=True, generator=gen,
-                                             collate_fn=collate, num_workers=t["num_workers"],
-                                             persistent_workers=False)
-        sums: dict[str, torch.Tensor] = {}
-        n_iter, t0 = 0, time.perf_counter()
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t['epochs']}", disable=not progress, leave=False,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
-        for batch in bar:
-            lr = t["lr"] * lr_factor(iteration, epoch, t)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batch = batch_to(batch, device)
-            with autocast_for(device, use_amp):
-                out = model(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"])
-            losses = criterion(out, batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["loss"]).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip_grad"])
-            scaler.step(optimizer)
-            scaler.update()
-            project_parameters(model)  # e.g. SDST's β back onto [0, 1] (Eq. 3)
-            for k, v in losses.items():  # summed on the device: no host sync per iteration
-                sums[k] = sums.get(k, 0.0) + v.detach().float()
-            n_iter += 1
-            iteration += 1
-            if n_iter % 20 == 1:
-                bar.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}", refresh=False)
-        train_s = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, "iterations": iteration, "lr": lr, "it_per_s": n_iter / train_s,
-               **{f"train_{k}": float(v) / max(n_iter, 1) for k, v in sorted(sums.items()) if not k.startswith("aux")}}
-        if device.startswith("cuda"):
-            row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
-        records = predict_records(model, select_ds, data["clip_len"], t["eval_batch_size"], device,
-                                  t["nms_sigma"], t["amp"], use_actionness=ranks_by_actionness(t))
-        metrics = evaluate(records, select_gt, data["eval_type"])["brief"]
-        score = sum(metrics[m] for m in t["select_metrics"])
+        row, iteration = _train_epoch(s, epoch, iteration, progress)
+        metrics, score = _select(s)
         row.update({f"select_{k}": v for k, v in metrics.items()}, select_score=score)
         history.append(row)
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, "metrics": metrics}
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in s.model.state_dict().items()}
         log(f"epoch {epoch + 1}/{t['epochs']}: loss {row.get('train_loss', float('nan')):.4f}, "
             f"{row['it_per_s']:.2f} it/s, select score {score:.2f} (best {best['score']:.2f} @ {best['epoch']})")
         # the last checkpoint also holds the best weights: Snakemake deletes a job's outputs (the best
         # checkpoint) before re-running it, and a resumed run must still be able to write them
-        save_checkpoint(last_path, {"run": run, "dims": dims, "model": model.state_dict(), "code": version,
-                                    "features": info.digest, "optimizer": optimizer.state_dict(),
-                                    "scaler": scaler.state_dict(),
+        save_checkpoint(last_path, {"run": run, "dims": s.dims, "model": s.model.state_dict(), "code": version,
+                                    "features": info.digest, "optimizer": s.optimizer.state_dict(),
+                                    "scaler": s.scaler.state_dict(),
                                     "epoch": epoch, "iteration": iteration, "history": history, "best": best,
                                     "best_model": best_state, "rng": rng_state(), "log": log.lines})
         write_log(out_dir / "train_log.csv", history)
-
-    if best_state is None:
-        raise RuntimeError("no epoch was trained (epochs = 0?)")
-    # again here: a job re-run over a finished run (its input summary was rewritten) resumes after the last epoch,
-    # trains nothing, and must still produce the outputs Snakemake deleted before running it
-    write_log(out_dir / "train_log.csv", history)
-    save_checkpoint(best_path, {"run": run, "dims": dims, "model": best_state, "epoch": best["epoch"],
-                                "metrics": best.get("metrics"), "code": version})
-    from sdst.plots import plot_curves
-
-    plot_curves(history, out_dir / "curves.png", title=f"{run['model']['name']} on {data['name']}, seed {seed}",
-                select_metrics=t["select_metrics"])
-    summary = {"best_epoch": best["epoch"], "best_select_score": best["score"], "select_metrics": best.get("metrics"),
-               "epochs": t["epochs"], "epochs_trained": len(history), "parameters": model.num_params(),
-               "mean_it_per_s": float(np.mean([r["it_per_s"] for r in history])) if history else None,
-               "train_queries": len(train_ds), "select_queries": len(select_ds),
-               "skipped_train": train_ds.skipped, "device": device}
-    if any("peak_mem_gb" in r for r in history):
-        summary["peak_mem_gb"] = max(r.get("peak_mem_gb", 0.0) for r in history)
-    (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return _finish(s, history, best, best_state)
 
 
 @exits_on_bad_input

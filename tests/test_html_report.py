@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from conftest import snakemake
-from sdst.report import DEFAULT_METRICS
+from sdst.reporting.significance import DEFAULT_METRICS
 
 CATEGORIES = ["Results", "Feature extraction", "Training curves", "Predictions", "Diagnostics"]
 

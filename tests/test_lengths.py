@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from sdst.lengths import breakdown, count_windows, render
+from sdst.reporting.lengths import breakdown, count_windows, render
 
 # per model and range, the 3 seeds' MR mAP: a leads on short moments, c on long ones, a and b tie on middle
 VALUES = {

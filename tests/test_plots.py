@@ -8,7 +8,8 @@ import json
 import matplotlib.image as mpimg
 import numpy as np
 
-from sdst.plots import (LOW_SCORE, curves_figure, fmt_score, gt_clip_saliency, main, pick_examples, plot_submission,
+from sdst.reporting.plots import (LOW_SCORE, curves_figure, fmt_score, gt_clip_saliency, main, pick_examples,
+                                  plot_submission,
                         prediction_figure, submission_figure)
 
 METRICS = ["MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-full-mAP@0.5", "MR-full-mAP@0.75", "MR-long-mAP",

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from sdst.report import build
+from sdst.reporting.significance import build
 
 SETS = {"qvh": ["MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "HL-min-VeryGood-Hit1"],
         "mr": ["MR-R1@0.3", "MR-R1@0.5", "MR-R1@0.7", "MR-mIoU"]}
@@ -41,8 +41,8 @@ def test_report_tables_statistics_and_reproducible_scores(tmp_path):
     assert '<td class="num" data-row="a" data-col="parameters">7.00 M</td>' in page
     assert '<img alt="critical-difference diagram" src="data:image/png;base64,' in page
     # the statistics are reproducible from the scores file with the standalone CLI
-    cli = subprocess.run([sys.executable, "-m", "sdst.stats", "--scores", str(out.parent / "scores.csv"), "--out",
-                          str(tmp_path / "cli.json")], cwd=ROOT, capture_output=True, text=True)
+    cli = subprocess.run([sys.executable, "-m", "sdst.reporting.stats", "--scores", str(out.parent / "scores.csv"),
+                          "--out", str(tmp_path / "cli.json")], cwd=ROOT, capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr
     again = json.loads((tmp_path / "cli.json").read_text())
     assert abs(again["friedman"]["statistic"] - result["friedman"]["statistic"]) < 1e-9
@@ -68,7 +68,8 @@ def test_a_report_without_statistics_still_has_its_diagram_file(tmp_path):
 
 
 def test_report_shows_the_length_breakdown_and_the_offsets_figures(tmp_path):
-    """The sections sdst.lengths and sdst.diagnose add: here a leads on the full set and on short moments, b on
+    """The sections sdst.reporting.lengths and sdst.diagnose add: here a leads on the full set and on short moments,
+    b on
     long ones, so the ranking changes with length; the offsets figure is embedded in the page."""
     import numpy as np
 

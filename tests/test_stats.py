@@ -1,4 +1,4 @@
-"""sdst.stats: Friedman / Nemenyi / CD checked against scipy, scikit-posthocs and hand-computed values."""
+"""sdst.reporting.stats: Friedman / Nemenyi / CD checked against scipy, scikit-posthocs and hand-computed values."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import scikit_posthocs as sp
 from scipy import stats as ss
 
-from sdst.stats import ScoresError, cd_cliques, critical_difference, friedman_nemenyi
+from sdst.reporting.stats import ScoresError, cd_cliques, critical_difference, friedman_nemenyi
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -215,7 +215,8 @@ def write_csv(path: Path, matrix, metric="acc", extra_lines=()):
 
 def cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "sdst.stats", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "sdst.reporting.stats", *map(str, args)], cwd=REPO, capture_output=True, text=True,
+        timeout=120
     )
 
 

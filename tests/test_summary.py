@@ -1,4 +1,5 @@
-"""results/{dataset}/summary.md, .csv and .html (sdst.summary) and the Markdown-to-HTML page (sdst.html)."""
+"""results/{dataset}/summary.md, .csv and .html (sdst.reporting.summary) and the Markdown-to-HTML page
+(sdst.reporting.html)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import csv
 import json
 import re
 
-from sdst.html import markdown_to_html
-from sdst.report import DEFAULT_METRICS
-from sdst.summary import build
+from sdst.reporting.html import markdown_to_html
+from sdst.reporting.significance import DEFAULT_METRICS
+from sdst.reporting.summary import build
 
 
 def _metrics(model, values, params, splits=("val",)):
@@ -61,8 +62,9 @@ def test_markdown_page_escapes_text_and_embeds_images(tmp_path):
 
 
 def test_paper_numbers_beside_the_run_with_both_protocols(tmp_path):
-    """sdst.paper: the paper's Tab. 2 TACoS test numbers beside the default model's, run − paper in its std."""
-    from sdst.paper import run_protocol
+    """sdst.reporting.paper: the paper's Tab. 2 TACoS test numbers beside the default model's, run − paper in its
+    std."""
+    from sdst.reporting.paper import run_protocol
 
     names = DEFAULT_METRICS["mr"]
     p = tmp_path / "sdst.json"
@@ -96,7 +98,7 @@ def test_paper_protocol_preset_is_a_valid_overlay(tmp_path):
     from conftest import ROOT
     from sdst.config import resolve_run
     from sdst.data import split_queries
-    from sdst.paper import run_protocol
+    from sdst.reporting.paper import run_protocol
 
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     update_config(cfg, yaml.safe_load((ROOT / "config/presets/paper_protocol.yaml").read_text()))

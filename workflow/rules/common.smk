@@ -20,7 +20,7 @@ from extract.cache import canonical_json, identity_hash  # noqa: E402
 from extract.config import FEATURE_KEYS, check_layers, extraction_identity  # noqa: E402
 from extract.importer import import_identity  # noqa: E402
 from sdst.config import check_layers_held, dataset_seeds, resolve_run, run_identity  # noqa: E402
-from sdst.paper import run_protocol  # noqa: E402
+from sdst.reporting.paper import run_protocol  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]
 
@@ -381,7 +381,7 @@ def report_gt_options(wc):
 
 
 def report_spec(folder):
-    """Command-line options of sdst.report for one report (metrics, blocking, alpha)."""
+    """Command-line options of sdst.reporting.significance for one report (metrics, blocking, alpha)."""
     spec, sig = report_entry(folder), config["significance"]
     opts = [f"--alpha {sig['alpha']}"]
     if spec.get("block_by_seed", False):

@@ -34,9 +34,9 @@ rule significance_report:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst.report"),
+        code=code("sdst.reporting.significance"),
         spec=lambda wc: report_spec(wc.folder),
         gt=report_gt_options,
     shell:
-        "python -m sdst.report --metrics {input.metrics} --offsets {input.offsets} {params.gt} --out {output.report} "
+        "python -m sdst.reporting.significance --metrics {input.metrics} --offsets {input.offsets} {params.gt} --out {output.report} "
         "{params.spec} > {log} 2>&1"

@@ -141,11 +141,11 @@ rule aggregate_model:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst.aggregate"),
+        code=code("sdst.reporting.aggregate"),
         runs=run_dirs,
         splits=lambda wc: report_splits(wc.dataset),
     shell:
-        "python -m sdst.aggregate --dataset {wildcards.dataset} --model {wildcards.model} --runs {params.runs} "
+        "python -m sdst.reporting.aggregate --dataset {wildcards.dataset} --model {wildcards.model} --runs {params.runs} "
         "--splits {params.splits} --baseline {input.baseline} --extraction {input.extraction} --out {output} "
         "> {log} 2>&1"
 
@@ -199,11 +199,11 @@ rule dataset_summary:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst.summary"),
+        code=code("sdst.reporting.summary"),
         paper=lambda wc: f"--paper {dataset(wc.dataset)['paper']}" if dataset(wc.dataset).get("paper") else "",
         protocol=lambda wc: run_protocol(dataset(wc.dataset)["splits"]),
     shell:
-        "python -m sdst.summary --dataset {wildcards.dataset} --metrics {input.metrics} "
+        "python -m sdst.reporting.summary --dataset {wildcards.dataset} --metrics {input.metrics} "
         "--extraction {input.extraction} --out {output.md} {params.paper} --protocol {params.protocol:q} > {log} 2>&1"
 
 
@@ -231,10 +231,10 @@ rule examples:
         mem_mb=SMALL_MEM_MB,
         runtime=SMALL_MIN,
     params:
-        code=code("sdst.plots"),
+        code=code("sdst.reporting.plots"),
         clip_len=lambda wc: dataset(wc.dataset)["clip_len"],
     shell:
-        "python -m sdst.plots examples --pred {input.pred} --gt {input.gt} --clip-len {params.clip_len} "
+        "python -m sdst.reporting.plots examples --pred {input.pred} --gt {input.gt} --clip-len {params.clip_len} "
         "--out {output} > {log} 2>&1"
 
 

@@ -1,15 +1,15 @@
 """Significance report across models (§M, done right): tables per dataset, then Friedman/Nemenyi.
 
-    python -m sdst.report --metrics results/D/M/metrics.json ... --out results/significance/report.md
+    python -m sdst.reporting.significance --metrics results/D/M/metrics.json ... --out results/significance/report.md
                           [--metric-set qvh=MR-full-R1@0.5,... --metric-set mr=...] [--block-by-seed]
                           [--lower-is-better m1,m2] [--alpha 0.05] [--gt DATASET=FILE ...]
                           [--offsets results/D/M/diagnose/offsets.json ...]
 
-Reads each model's aggregated metrics (sdst.aggregate), writes beside ``report.md``: ``scores.csv``
-(model,dataset,metric,seed,value — the input of ``python -m sdst.stats``), ``report.json`` (the statistics)
+Reads each model's aggregated metrics (sdst.reporting.aggregate), writes beside ``report.md``: ``scores.csv``
+(model,dataset,metric,seed,value — the input of ``python -m sdst.reporting.stats``), ``report.json`` (the statistics)
 and ``cd_diagram.png``. The models are the treatments, ranked within each block (dataset x metric, or
 dataset x metric x seed); blocks with a missing value are dropped and counted. Then the breakdown by moment
-length (sdst.lengths) and, for SDST-family models, where their deformable offsets point (sdst.diagnose).
+length (sdst.reporting.lengths) and, for SDST-family models, where their deformable offsets point (sdst.diagnose).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 import sys
 from pathlib import Path
 
-from sdst.html import write_html
+from sdst.reporting.html import write_html
 
 # The paper's reported columns (Tab. 1 for QVHighlights, Tab. 2 for Charades-STA / TACoS).
 DEFAULT_METRICS = {
@@ -72,7 +72,7 @@ def _p(x) -> str:
 def render(tables: dict, result: dict | None, metric_sets: dict, error: str | None = None) -> str:
     lines = ["# Significance report", ""]
     lines.append("Models are the treatments, ranked within each block; see `report.json` for every number and "
-                 "`scores.csv` for the inputs (`python -m sdst.stats --scores scores.csv` reproduces them).")
+                 "`scores.csv` for the inputs (`python -m sdst.reporting.stats --scores scores.csv` reproduces them).")
     lines.append("")
     for dataset, models in tables.items():
         first = next(iter(models.values()))
@@ -121,9 +121,10 @@ def build(paths: list[str], out: str | Path, metric_sets: dict | None = None, bl
           lower_is_better=(), alpha: float = 0.05, gt: dict[str, str] | None = None,
           offsets: list[str] = ()) -> dict | None:
     """The report; ``gt`` (dataset -> headline-split annotations) counts the windows of the length breakdown
-    (sdst.lengths), ``offsets`` are the offsets.json of SDST-family models (sdst.diagnose, figure beside)."""
-    from sdst import lengths, stats
+    (sdst.reporting.lengths), ``offsets`` are the offsets.json of SDST-family models (sdst.diagnose, figure beside)."""
     from sdst.diagnose import report_section
+    from sdst.reporting import lengths, stats
+    from sdst.reporting.cd_diagram import plot_cd_diagram
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,7 @@ def build(paths: list[str], out: str | Path, metric_sets: dict | None = None, bl
     try:
         result = stats.friedman_nemenyi(rows, lower_is_better=lower_is_better, block_by_seed=block_by_seed,
                                         alpha=alpha)
-        stats.plot_cd_diagram(result, out.parent / "cd_diagram.png")
+        plot_cd_diagram(result, out.parent / "cd_diagram.png")
     except stats.ScoresError as err:
         error = str(err)
         _placeholder(out.parent / "cd_diagram.png", f"No critical-difference diagram: {error}")
@@ -168,7 +169,7 @@ def _placeholder(path: Path, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sdst.report", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m sdst.reporting.significance", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--metrics", nargs="+", required=True, help="aggregated metrics.json of each (dataset, model)")
     p.add_argument("--out", required=True, help="report.md (scores.csv, report.json, cd_diagram.png beside it)")

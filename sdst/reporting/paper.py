@@ -1,5 +1,5 @@
 """The SDST paper's reported numbers (Pujol-Perich, Escalera, Clapés, ICCV 2025), shown beside a run's on the
-results pages (sdst.summary), labelled as the paper's and with both model-selection protocols named.
+results pages (sdst.reporting.summary), labelled as the paper's and with both model-selection protocols named.
 
 Tab. 1: QVHighlights val and test (SDST with InternVideo2 features); Tab. 2: Charades-STA and TACoS test. The
 keys are this project's metric names (sdst.evaluate).

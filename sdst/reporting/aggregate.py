@@ -1,8 +1,9 @@
 """Per-seed metrics -> one JSON per dataset and model: mean, std (ddof = 1) and per-seed values.
 
-``python -m sdst.aggregate --dataset D --model M --runs DIR... --splits val [test] --out results/D/M/metrics.json
-[--baseline results/D/random_baseline/metrics.json] [--extraction results/D/extraction.json]``. The first split is the headline (``metrics``);
-every split is under ``splits``. Run summaries (best epoch, parameters, it/s) and the queries left out for
+``python -m sdst.reporting.aggregate --dataset D --model M --runs DIR... --splits val [test]
+--out results/D/M/metrics.json [--baseline results/D/random_baseline/metrics.json]
+[--extraction results/D/extraction.json]``. The first split is the headline (``metrics``); every split is under
+``splits``. Run summaries (best epoch, parameters, it/s) and the queries left out for
 lack of features (failed or missing videos) are carried along.
 """
 
@@ -55,7 +56,7 @@ def aggregate(dataset: str, model: str, runs: list[str], splits: list[str], base
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sdst.aggregate", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m sdst.reporting.aggregate", description=__doc__)
     p.add_argument("--dataset", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--runs", nargs="+", required=True, help="run directories results/D/M/seedN")

@@ -5,9 +5,10 @@ The ranges are the QVHighlights evaluator's (sdst.evaluate.QVH_LENGTH_RANGES: wi
 (10, 30], (30, 150] s), scored as ``MR-short-mAP``, ``MR-middle-mAP``, ``MR-long-mAP`` (each keeps only the GT
 windows in its range; a range without any window has no value). Per dataset and range: mean ± std over seeds
 of each model, the number of GT windows (and of queries with one) in the range on the headline split, and the
-models' mean ranks with every seed a block (Friedman p from sdst.stats). The ranking of each range is compared
+models' mean ranks with every seed a block (Friedman p from sdst.reporting.stats). The ranking of each range is compared
 with the full-set ranking (``MR-full-mAP``, ranked the same way): Kendall's τ of the mean ranks and the pairs
-of models in reverse order; the ranking "changes" when there is such a pair. Datasets scored without ranges (Charades-STA, TACoS: ``mr``) are skipped.
+of models in reverse order; the ranking "changes" when there is such a pair. Datasets scored without ranges
+(Charades-STA, TACoS: ``mr``) are skipped.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ METRICS = {name: f"MR-{name}-mAP" for name in (*RANGES, "full")}
 def count_windows(gt_path: str | Path) -> dict:
     """{range: {"windows": n, "queries": q}}: GT windows whose length (end − start, s) is in the range's
     (min, max], and the queries keeping at least one (the evaluator's filter)."""
-    from extract.annotations import read_jsonl
+    from sdst.evaluate import load_jsonl  # the ground truth as the evaluator reads it
     from sdst.metrics import QVH_LENGTH_RANGES
 
     out = {name: {"windows": 0, "queries": 0} for name in RANGES}
-    for _, rec in read_jsonl(gt_path):
-        lengths = [float(e) - float(s) for s, e in rec.get("relevant_windows", [])]
+    for rec in load_jsonl(gt_path, kind="gt"):
+        lengths = [float(e) - float(s) for s, e in rec["relevant_windows"]]
         for name in RANGES:
             lo, hi = QVH_LENGTH_RANGES[name]
             n = sum(lo < x <= hi for x in lengths)
@@ -43,8 +44,9 @@ def _stat(metrics: dict, name: str) -> dict:
 
 
 def _ranks(table: dict, metric: str) -> dict:
-    """Mean ranks (1 = best) with every seed a block, via sdst.stats; {} with the reason when not computable."""
-    from sdst import stats
+    """Mean ranks (1 = best) with every seed a block, via sdst.reporting.stats; {} with the reason when not
+    computable."""
+    from sdst.reporting import stats
 
     rows = [{"model": model, "dataset": "-", "metric": metric, "seed": seed, "value": "" if v is None else v}
             for model, entry in table.items()

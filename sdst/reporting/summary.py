@@ -1,15 +1,17 @@
 """Per-dataset results a person reads: one table of every model (mean ± std over seeds), the random baseline
 and parameter counts, plus the extraction summary.
 
-    python -m sdst.summary --dataset D --metrics results/D/M/metrics.json ... --extraction results/D/extraction.json
+    python -m sdst.reporting.summary --dataset D --metrics results/D/M/metrics.json ... \
+        --extraction results/D/extraction.json
                            --out results/D/summary.md
 
 Writes ``summary.md``, ``summary.csv`` (the same rows; mean and std in columns of their own) and
 ``summary.html`` (the same Markdown as a page, for Snakemake's report), and ``extraction.md``/``.html`` (videos,
 clips and queries extracted, every failed video with its file and reason). The columns are the paper's
-(Tab. 1 for QVHighlights, Tab. 2 for Charades-STA and TACoS: sdst.report.DEFAULT_METRICS); every reported
+(Tab. 1 for QVHighlights, Tab. 2 for Charades-STA and TACoS: sdst.reporting.significance.DEFAULT_METRICS);
+every reported
 split of each model is a row. With ``--paper qvh|charades|tacos`` (config ``datasets.<d>.paper``) a second table
-puts the paper's reported numbers (sdst.paper) beside the default model's, labelled as the paper's, with the
+puts the paper's reported numbers (sdst.reporting.paper) beside the default model's, labelled as the paper's, with the
 difference to the run's mean in its standard deviations and both selection protocols named (``--protocol``).
 """
 
@@ -21,9 +23,9 @@ import json
 import sys
 from pathlib import Path
 
-from sdst.html import write_html
-from sdst.paper import PAPER_PROTOCOL, REPORTED, difference
-from sdst.report import DEFAULT_METRICS, metric_kind
+from sdst.reporting.html import write_html
+from sdst.reporting.paper import PAPER_PROTOCOL, REPORTED, difference
+from sdst.reporting.significance import DEFAULT_METRICS, metric_kind
 
 
 def _num(x) -> str:
@@ -138,14 +140,15 @@ def build(dataset: str, metrics_files: list[str], extraction: str, out: str | Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sdst.summary", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m sdst.reporting.summary", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True)
     p.add_argument("--metrics", nargs="+", required=True, help="results/D/<model>/metrics.json of each model")
     p.add_argument("--extraction", required=True, help="results/D/extraction.json")
     p.add_argument("--out", required=True, help="summary.md (.csv, .html and extraction.md/.html beside it)")
     p.add_argument("--paper", choices=sorted(REPORTED), help="show the paper's reported numbers of this dataset")
-    p.add_argument("--protocol", help="how this run selected its checkpoint, in words (sdst.paper.run_protocol)")
+    p.add_argument("--protocol",
+                   help="how this run selected its checkpoint, in words (sdst.reporting.paper.run_protocol)")
     args = p.parse_args(argv)
     build(args.dataset, args.metrics, args.extraction, args.out, args.paper, args.protocol)
     print(Path(args.out).read_text())

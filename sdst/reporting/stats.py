@@ -1,4 +1,4 @@
-"""Significance report: Friedman test, Nemenyi post-hoc test and critical-difference diagram.
+"""Significance statistics: Friedman test, Nemenyi post-hoc test, critical difference (the diagram: cd_diagram.py).
 
 Follows Demšar (2006), "Statistical comparisons of classifiers over multiple data sets" (JMLR 7),
 as asked for by the paper's §M. The models are the *treatments*; they are ranked *within* each
@@ -27,14 +27,13 @@ better unless the metric is named in ``lower_is_better``. Blocks in which any mo
 
 CLI::
 
-    python -m sdst.stats --scores S.csv --out R.json [--plot P.png] [--lower-is-better a,b]
+    python -m sdst.reporting.stats --scores S.csv --out R.json [--plot P.png] [--lower-is-better a,b]
                          [--block-by-seed] [--alpha 0.05]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -46,110 +45,8 @@ import numpy as np
 from scipy import stats as ss
 
 from extract.cli import exits_on_bad_input
+from sdst.reporting.scores import ScoresError, read_rows
 
-COLUMNS = ("model", "dataset", "metric", "seed", "value")
-MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "none", "null", "-"})
-
-
-class ScoresError(ValueError):
-    """Bad scores input (the message names the file or record and what is wrong)."""
-
-
-class ScoresFileNotFoundError(FileNotFoundError):
-    """The scores file does not exist."""
-
-
-# ----------------------------------------------------------------------------------------------
-# input
-# ----------------------------------------------------------------------------------------------
-
-
-def _parse_value(raw, where: str) -> float:
-    """A score cell -> float; NaN marks a missing value (the block will be dropped)."""
-    if raw is None:
-        return math.nan
-    if isinstance(raw, bool):
-        raise ScoresError(f"{where}: value {raw!r} is not a number")
-    if isinstance(raw, (int, float, np.integer, np.floating)):
-        v = float(raw)
-    else:
-        text = str(raw).strip()
-        if text.lower() in MISSING_TOKENS:
-            return math.nan
-        try:
-            v = float(text)
-        except ValueError:
-            raise ScoresError(f"{where}: value {text!r} is not a number") from None
-    if math.isinf(v):
-        raise ScoresError(f"{where}: value {raw!r} is not finite")
-    return v
-
-
-def _check_record(rec: Mapping, where: str) -> tuple[str, str, str, str, float]:
-    out = []
-    for col in COLUMNS[:4]:
-        val = rec.get(col)
-        text = "" if val is None else str(val).strip()
-        if not text:
-            raise ScoresError(f"{where}: empty {col!r}")
-        out.append(text)
-    return (*out, _parse_value(rec.get("value"), where))
-
-
-def read_scores(path: str | os.PathLike) -> list[tuple[str, str, str, str, float, str]]:
-    """Read a scores CSV -> rows (model, dataset, metric, seed, value, where).
-
-    ``where`` is ``"<file>:line <n>"`` (1-based physical line, header = line 1), used in errors.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ScoresFileNotFoundError(f"{path}: scores file not found")
-    rows = []
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ScoresError(f"{path}: empty file (expected a header {','.join(COLUMNS)})") from None
-        header = [h.strip() for h in header]
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise ScoresError(
-                f"{path}: line 1: header lacks column(s) {', '.join(missing)} "
-                f"(expected {','.join(COLUMNS)}, got {','.join(header)})"
-            )
-        dup = sorted({h for h in header if header.count(h) > 1 and h in COLUMNS})
-        if dup:
-            raise ScoresError(f"{path}: line 1: duplicate column(s) {', '.join(dup)}")
-        idx = {c: header.index(c) for c in COLUMNS}
-        start = reader.line_num + 1
-        for cells in reader:
-            where = f"{path}: line {start}"
-            start = reader.line_num + 1
-            if not cells or all(not c.strip() for c in cells):
-                continue  # blank line
-            if len(cells) != len(header):
-                raise ScoresError(f"{where}: {len(cells)} fields, header has {len(header)}")
-            rec = {c: cells[i] for c, i in idx.items()}
-            rows.append((*_check_record(rec, where), where))
-    return rows
-
-
-def _records(scores) -> list[tuple[str, str, str, str, float, str]]:
-    if isinstance(scores, (str, os.PathLike)):
-        return read_scores(scores)
-    if not isinstance(scores, Iterable) or isinstance(scores, Mapping):
-        raise ScoresError(f"scores must be a CSV path or a list of dicts, got {type(scores).__name__}")
-    rows = []
-    for i, rec in enumerate(scores):
-        where = f"scores record {i}"
-        if not isinstance(rec, Mapping):
-            raise ScoresError(f"{where}: expected a dict, got {type(rec).__name__}")
-        missing = [c for c in COLUMNS if c not in rec]
-        if missing:
-            raise ScoresError(f"{where}: missing key(s) {', '.join(missing)}")
-        rows.append((*_check_record(rec, where), where))
-    return rows
 
 
 def build_matrix(rows, lower_is_better: Iterable[str] = (), block_by_seed: bool = False):
@@ -306,7 +203,7 @@ def friedman_nemenyi(
     if not (isinstance(alpha, (int, float)) and 0.0 < float(alpha) < 1.0):
         raise ScoresError(f"alpha must be in (0, 1), got {alpha!r}")
     alpha = float(alpha)
-    values, models, kept, dropped, lower = build_matrix(_records(scores), lower_is_better, block_by_seed)
+    values, models, kept, dropped, lower = build_matrix(read_rows(scores), lower_is_better, block_by_seed)
     k, n = len(models), len(kept)
     src = f"{scores}: " if isinstance(scores, (str, os.PathLike)) else ""
     if k < 2:
@@ -347,121 +244,6 @@ def friedman_nemenyi(
         "block_by_seed": bool(block_by_seed),
         "lower_is_better": lower_is_better,
     }
-
-
-# ----------------------------------------------------------------------------------------------
-# critical-difference diagram
-# ----------------------------------------------------------------------------------------------
-
-
-def plot_cd_diagram(result: Mapping, path: str | os.PathLike, title: str | None = None) -> Path:
-    """Draw the critical-difference diagram of ``friedman_nemenyi``'s result as a PNG.
-
-    Axis of mean ranks 1..k with the best (1) at the left; each model's name (and mean rank) is
-    joined to its rank by a leader line, the better half on the left, the rest on the right, one
-    row per model so names never overlap; thick bars join the groups whose mean ranks differ by
-    less than CD; the CD interval is drawn above the axis.
-    """
-    # a bare Agg canvas: no pyplot, so the caller's backend and figure registry are left alone
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.font_manager import FontProperties
-
-    try:
-        mean_rank = dict(result["mean_rank"])
-        cd = float(result["critical_difference"])
-        alpha = float(result.get("alpha", 0.05))
-        n_blocks = int(result["friedman"]["n_blocks"])
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"plot_cd_diagram: result lacks {exc} (pass the dict from friedman_nemenyi)") from None
-    order = sorted(mean_rank, key=lambda m: (mean_rank[m], m))
-    k = len(order)
-    if k < 2:
-        raise ValueError("plot_cd_diagram: need at least 2 models")
-    cliques = [list(c) for c in result.get("cliques", cd_cliques(mean_rank, cd))]
-
-    # ---- layout, in inches (y grows downwards) ------------------------------------------------
-    fs, dpi = 10.0, 150
-    labels = {m: f"{m} ({mean_rank[m]:.2f})" for m in order}
-    renderer = FigureCanvasAgg(Figure(dpi=dpi)).get_renderer()
-
-    def text_w(s: str, size: float = fs) -> float:
-        return renderer.get_text_width_height_descent(s, FontProperties(size=size), ismath=False)[0] / dpi
-
-    width_in = {m: text_w(s) for m, s in labels.items()}
-
-    half = (k + 1) // 2
-    left, right = order[:half], order[half:][::-1]  # right side: worst model on the top row
-    pad = 0.15
-    left_w = max(width_in[m] for m in left) + 2 * pad + 0.1
-    right_w = (max(width_in[m] for m in right) if right else 0.0) + 2 * pad + 0.1
-    span = max(k - 1, cd)  # the CD bar may be longer than the axis when N is small
-    axis_w = max(3.5, 0.6 * (k - 1))
-    scale = axis_w / (k - 1)
-    x0 = left_w
-
-    def x(r: float) -> float:
-        return x0 + (r - 1.0) * scale
-
-    row_h, clique_h = 0.27, 0.13
-    y_title = 0.25 if title else 0.0
-    y_cd = y_title + 0.45
-    y_axis = y_cd + 0.55
-    y_clique0 = y_axis + 0.25
-    y_row0 = y_clique0 + len(cliques) * clique_h + 0.2
-    n_rows = max(len(left), len(right))
-    H = y_row0 + (n_rows - 1) * row_h + 0.3
-    W = x0 + span * scale + right_w
-
-    fig = Figure(figsize=(W, H), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(0, W)
-    ax.set_ylim(H, 0)
-    ax.axis("off")
-    line = dict(color="black", lw=1.0, solid_capstyle="butt")
-
-    if title:
-        ax.text(W / 2, 0.12, title, ha="center", va="center", fontsize=fs + 1, weight="bold")
-
-    # CD interval above the axis
-    ax.plot([x(1), x(1 + cd)], [y_cd, y_cd], color="black", lw=1.5)
-    for xe in (x(1), x(1 + cd)):
-        ax.plot([xe, xe], [y_cd - 0.06, y_cd + 0.06], color="black", lw=1.5)
-    ax.text((x(1) + x(1 + cd)) / 2, y_cd - 0.1, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=fs - 1)
-    note = f"Nemenyi, α = {alpha:g}, N = {n_blocks} blocks"
-    if x(1 + cd) + 0.3 + text_w(note, fs - 2) < x(k):  # room for the note right of the CD bar
-        ax.text(x(k), y_cd - 0.1, note, ha="right", va="bottom", fontsize=fs - 2, color="0.35")
-
-    # rank axis: 1 (best) at the left
-    ax.plot([x(1), x(k)], [y_axis, y_axis], **line)
-    for r in range(1, k + 1):
-        ax.plot([x(r), x(r)], [y_axis, y_axis - 0.1], **line)
-        ax.text(x(r), y_axis - 0.14, str(r), ha="center", va="bottom", fontsize=fs - 1)
-    for r in np.arange(1.5, k, 1.0):
-        ax.plot([x(r), x(r)], [y_axis, y_axis - 0.05], **line)
-
-    # leader lines and names, one row per model
-    for i, m in enumerate(left):
-        y = y_row0 + i * row_h
-        ax.plot([x(mean_rank[m]), x(mean_rank[m]), x0 - pad], [y_axis, y, y], **line)
-        ax.text(x0 - pad - 0.05, y, labels[m], ha="right", va="center", fontsize=fs)
-    x1 = x(k)
-    for i, m in enumerate(right):
-        y = y_row0 + i * row_h
-        ax.plot([x(mean_rank[m]), x(mean_rank[m]), x1 + pad], [y_axis, y, y], **line)
-        ax.text(x1 + pad + 0.05, y, labels[m], ha="left", va="center", fontsize=fs)
-
-    # groups not significantly different: thick bars just below the axis
-    for i, group in enumerate(cliques):
-        y = y_clique0 + i * clique_h
-        lo, hi = min(mean_rank[m] for m in group), max(mean_rank[m] for m in group)
-        ax.plot([x(lo) - 0.05, x(hi) + 0.05], [y, y], color="black", lw=3.0, solid_capstyle="butt")
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=dpi)
-    return path
 
 
 # ----------------------------------------------------------------------------------------------
@@ -524,6 +306,8 @@ def run(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
         if args.plot:
+            from sdst.reporting.cd_diagram import plot_cd_diagram
+
             plot_cd_diagram(result, args.plot)
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -534,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sdst.stats", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sdst.reporting.stats", description=__doc__.split("\n\n")[0])
     return run(add_args(parser).parse_args(argv))
 
 

@@ -1,6 +1,7 @@
 """Figures a reader understands at a glance: training curves, and one query's prediction on one video.
 
-    python -m sdst.plots examples --pred predictions_val.jsonl --gt predictions_val.jsonl.gt.jsonl --clip-len 2
+    python -m sdst.reporting.plots examples --pred predictions_val.jsonl --gt predictions_val.jsonl.gt.jsonl \
+        --clip-len 2
                                   --out ex/0.png ex/1.png ...
 
 ``examples`` draws one figure per output file from a submission (official QVHighlights format) and its ground
@@ -256,7 +257,7 @@ def pick_examples(preds: list[dict], n: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sdst.plots", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m sdst.reporting.plots", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("examples", help="one-video figures from a submission and its ground truth")
@@ -265,10 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--clip-len", type=float, required=True, help="seconds per saliency score")
     ex.add_argument("--out", nargs="+", required=True, help="one PNG per example")
     args = p.parse_args(argv)
-    from extract.annotations import read_jsonl  # the one reader of JSON lines: errors name the file and line
+    from sdst.evaluate import load_jsonl  # validated as the evaluator reads them: errors name the file and line
 
-    preds = pick_examples([obj for _, obj in read_jsonl(args.pred)], len(args.out))
-    gts = {str(g["qid"]): g for _, g in read_jsonl(args.gt)} if args.gt else {}
+    preds = pick_examples(load_jsonl(args.pred, kind="submission"), len(args.out))
+    gts = {str(g["qid"]): g for g in load_jsonl(args.gt, kind="gt")} if args.gt else {}
     if len(preds) < len(args.out):
         print(f"error: {args.pred}: {len(preds)} videos, {len(args.out)} figures asked for", file=sys.stderr)
         return 2
