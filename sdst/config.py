@@ -96,6 +96,14 @@ class TrainConfig:
     matcher: dict = value({}, of=MatcherConfig)  # MatcherConfig overrides (Hungarian costs, §C.2)
 
 
+def train_setting(config: dict, key: str):
+    """A top-level training value: config.yaml's ``train`` section, else its one declaration (TrainConfig)."""
+    if key in config["train"]:
+        return config["train"][key]
+    field = {f.name: f for f in dataclasses.fields(TrainConfig)}[key]
+    return field.default if field.default is not dataclasses.MISSING else field.default_factory()
+
+
 # How a run executes, not what it computes: left out of the run identity (the rule parameter Snakemake compares
 # and the resume check), passed to the job as flags instead.
 TRAIN_RUNTIME_KEYS = ("device", "threads", "num_workers", "preload", "eval_batch_size")

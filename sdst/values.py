@@ -39,11 +39,11 @@ _NAMES = {int: "an integer", float: "a finite number", bool: "true or false", st
           type(None): "null"}
 
 
-def _name(tp) -> str:
+def type_name(tp) -> str:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " or ".join(_name(a) for a in typing.get_args(tp))
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) is list:
-        return f"a list ({_name(typing.get_args(tp)[0])} each)"
+        return f"a list ({type_name(typing.get_args(tp)[0])} each)"
     return _NAMES[tp]
 
 
@@ -89,7 +89,7 @@ def check_values(cls, values: dict, where: str) -> None:
     for key, v in values.items():
         lim = fields[key].metadata.get(LIMITS, {})
         if not _matches(v, hints[key]):
-            raise ConfigValueError(f"{where}.{key}: expected {_name(hints[key])}, got {v!r}")
+            raise ConfigValueError(f"{where}.{key}: expected {type_name(hints[key])}, got {v!r}")
         if "of" in lim:
             check_values(lim["of"], v, f"{where}.{key}")
             continue

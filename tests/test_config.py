@@ -126,3 +126,25 @@ def test_k_sweep_variants_are_the_papers_fig3():
         "sdst_k5": [-5, -4, -3, -2, -1], "sdst_last_k2": [-1, -1], "sdst_last_k3": [-1, -1, -1],
         "sdst_last_k4": [-1, -1, -1, -1], "sdst_last_k5": [-1, -1, -1, -1, -1]}
     assert all(p["text_levels"] is None for p in levels.values())  # the text follows the video's levels
+
+
+def test_config_yaml_writes_only_what_differs_from_the_declared_defaults():
+    """Issue 20 point 3: a default lives in one place, its dataclass field; config.yaml's `train` (and each
+    dataset's override of it) and `model.datasets` write only values that change something. (A variant may spell
+    out its defining values, e.g. the ActionFormer family's backbone x neck of Tab. I.)"""
+    from sdst.config import train_setting
+
+    def default(cls, key):
+        f = {f.name: f for f in dataclasses.fields(cls)}[key]
+        return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+    same = [f"train.{k}" for k in SHIPPED["train"] if k not in ("seeds", "datasets")
+            and SHIPPED["train"][k] == default(TrainConfig, k)]
+    for ds, values in SHIPPED["train"].get("datasets", {}).items():
+        same += [f"train.datasets.{ds}.{k}" for k, v in values.items()
+                 if k != "seeds" and v == train_setting(SHIPPED, k)]
+    for ds, values in SHIPPED["model"].get("datasets", {}).items():  # applied to every arch that has the key
+        same += [f"model.datasets.{ds}.{k}" for k, v in values.items()
+                 if all(v == default(cls, k) for cls in ARCH_CONFIGS.values() if k in cls.__dataclass_fields__)]
+    assert same == []
+    assert train_setting(SHIPPED, "epochs") == 60 and train_setting(SHIPPED, "threads") == 1  # default; override

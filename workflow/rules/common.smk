@@ -19,7 +19,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join([str(ROOT), *_paths]))
 from extract.cache import canonical_json, identity_hash  # noqa: E402
 from extract.config import FEATURE_KEYS, check_layers, extraction_identity  # noqa: E402
 from extract.importer import import_identity  # noqa: E402
-from sdst.config import check_layers_held, dataset_seeds, resolve_run, run_identity  # noqa: E402
+from sdst.config import check_layers_held, dataset_seeds, resolve_run, run_identity, train_setting  # noqa: E402
 from sdst.reporting.paper import run_protocol  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]

@@ -65,12 +65,12 @@ rule predict:
         "results/{dataset}/{model}/seed{seed}/predict_{split}.log",
     conda:
         "../../envs/sdst.yaml"
-    threads: max(config["train"]["threads"], 1)
+    threads: max(train_setting(config, "threads"), 1)
     resources:
-        gpu=gpus(config["train"]["device"]),
+        gpu=gpus(train_setting(config, "device")),
         mem_mb=job_mem_mb("predict"),
         runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 60,
-        device=config["train"]["device"],
+        device=train_setting(config, "device"),
     params:
         code=arch_code("sdst.infer"),
         features=features_digest,
@@ -257,12 +257,12 @@ rule diagnose_offsets:
         "logs/diagnose/{dataset}/{model}.log",
     conda:
         "../../envs/sdst.yaml"
-    threads: max(config["train"]["threads"], 1)
+    threads: max(train_setting(config, "threads"), 1)
     resources:
-        gpu=gpus(config["train"]["device"]),
+        gpu=gpus(train_setting(config, "device")),
         mem_mb=job_mem_mb("predict"),
         runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 60,
-        device=config["train"]["device"],
+        device=train_setting(config, "device"),
     params:
         code=arch_code("sdst.diagnose"),
         features=features_digest,

@@ -1,4 +1,6 @@
-"""config/README.md from the descriptions in workflow/schemas/config.schema.yaml, so the two cannot drift:
+"""config/README.md from the descriptions in workflow/schemas/config.schema.yaml and, for the training values,
+from their one declaration (the dataclass fields of sdst/config.py, with the comment beside each), so neither can
+drift:
 
     python workflow/scripts/config_docs.py > config/README.md
 
@@ -7,14 +9,19 @@ tests/test_conventions.py regenerates it and compares with the committed file.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import re
 import sys
+import typing
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+sys.path.insert(0, str(ROOT))  # sdst.config (torch-free) for the training values
 
 
 def _resolve(node: dict, defs: dict) -> dict:
@@ -56,6 +63,35 @@ def rows(node: dict, path: str, defs: dict, required=()):
             yield from rows(extra, f"{path}.<name>", defs, extra.get("required", ()))
 
 
+def field_comments(cls) -> dict[str, str]:
+    """The comment written beside each field of a dataclass (and on the comment lines that continue it)."""
+    comments: dict[str, str] = {}
+    last = None
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+= value\(.*?\)\s*(?:#\s*(.*))?$", line)
+        if m:
+            last = m.group(1)
+            comments[last] = (m.group(2) or "").strip()
+        elif last and re.match(r"\s+#", line):
+            comments[last] += " " + line.strip().lstrip("#").strip()
+    return comments
+
+
+def training_rows():
+    """(key, type, default, description) of every training value: TrainConfig, its loss and matcher sections."""
+    from sdst.config import LossConfig, MatcherConfig, TrainConfig
+    from sdst.values import LIMITS, type_name
+
+    for prefix, cls in (("train", TrainConfig), ("train.loss", LossConfig), ("train.matcher", MatcherConfig)):
+        comments, hints = field_comments(cls), typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            lim = {k: v for k, v in f.metadata.get(LIMITS, {}).items() if k != "of"}
+            bounds = ", ".join(f"{ {'ge': '≥', 'gt': '>', 'le': '≤', 'lt': '<'}.get(k, k)} {v}" for k, v in lim.items())
+            typ = type_name(hints[f.name]).removeprefix("an ").removeprefix("a ") + (f", {bounds}" if bounds else "")
+            yield f"{prefix}.{f.name}", typ, f"`{json.dumps(default)}`", comments.get(f.name, "")
+
+
 def render() -> str:
     schema = yaml.safe_load(SCHEMA.read_text())
     defs = schema.get("$defs", {})
@@ -71,6 +107,15 @@ def render() -> str:
     for key, typ, default, desc in rows(schema, "", defs, schema.get("required", ())):
         desc = desc.replace("|", "/").replace("<", "&lt;").replace(">", "&gt;")  # a table cell, not HTML
         lines.append(f"| `{key}` | {typ} | {default} | {desc} |")
+    lines += ["", "## Training values", "",
+              "Declared once, with the table or section of the paper they come from, as the fields of "
+              "`sdst/config.py` (`TrainConfig`, `LossConfig`, `MatcherConfig`); `config.yaml` writes only what "
+              "differs, under `train` or `train.datasets.<name>` (`train.loss` and `train.matcher` merge key by "
+              "key). [decided] marks a value the paper leaves open.", "",
+              "| key | type | default | from |", "|---|---|---|---|"]
+    for key, typ, default, desc in training_rows():
+        desc = desc.replace("|", "/").replace("<", "&lt;").replace(">", "&gt;")
+        lines.append(f"| `{key}` | {typ.replace('|', chr(92) + '|')} | {default} | {desc} |")
     return "\n".join(lines) + "\n"
 
 
