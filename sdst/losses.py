@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from sdst.config import LossConfig, MatcherConfig
 from sdst.matcher import hungarian_match
-from sdst.model.layers import span_cw_to_se, temporal_iou
+from sdst.model.spans import span_cw_to_se, temporal_iou
 
 
 def sigmoid_focal(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:

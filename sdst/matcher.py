@@ -13,7 +13,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from sdst.config import MatcherConfig
-from sdst.model.layers import span_cw_to_se, temporal_iou
+from sdst.model.spans import span_cw_to_se, temporal_iou
 
 
 def cost_matrix(logits: torch.Tensor, spans: torch.Tensor, targets: torch.Tensor,

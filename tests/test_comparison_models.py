@@ -16,7 +16,8 @@ from sdst.config import LossConfig, load_config, resolve_run
 from sdst.data import FeatureDataset, cache_info, collate, split_queries
 from sdst.model import build_criterion, build_model
 from sdst.model.actionformer import BACKBONES, NECKS
-from sdst.model.dense import DenseCriterion, PointGenerator, assign_points, decode_spans, level_bounds
+from sdst.dense_losses import DenseCriterion, assign_points
+from sdst.model.dense import PointGenerator, decode_spans, level_bounds
 from sdst.postprocess import to_records
 from sdst.train import fit_input_norms, train
 

@@ -15,7 +15,7 @@ For grounding, the query conditions the video stream before the backbone (dense.
 layer, ``cache_level``); saliency is the cosine similarity of the finest neck level with the pooled query
 (SDST Eq. 16). Every module follows the masked contract ``forward(x (B, C, T), mask (B, 1, T)) -> (x, mask)``
 (backbones and necks map lists of levels); the input is padded to a multiple of the largest stride.
-Output dict and criterion: :mod:`sdst.model.dense`.
+Output dict: :mod:`sdst.model.dense`; criterion: :mod:`sdst.dense_losses`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sdst.model.configs import ActionFormerConfig
-from sdst.model.dense import (AffineDropPath, DenseHead, LayerNormC, MaskedConv1d, MaskedGroupNorm, PointGenerator,
-                              TextFusion, cosine_saliency, dense_outputs, downsample_mask, level_bounds,
-                              masked_mean_1d, pad_to_multiple)
+from sdst.model.dense import DenseHead, PointGenerator, TextFusion, cosine_saliency, dense_outputs, level_bounds
+from sdst.model.masked import (AffineDropPath, LayerNormC, MaskedConv1d, MaskedGroupNorm, downsample_mask,
+                               masked_mean_1d, pad_to_multiple)
 from sdst.model.layers import InputNorm
 
 

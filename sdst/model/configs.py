@@ -109,8 +109,9 @@ class Arch:
 # (sdst.config.code_files, extract.imports), so editing one arch's modules never re-trains another.
 ARCHS: dict[str, Arch] = {
     "sdst": Arch(SDSTConfig, "sdst.model.sdst:SDST", "sdst.losses:SetCriterion"),
-    "actionformer": Arch(ActionFormerConfig, "sdst.model.actionformer:ActionFormer", "sdst.model.dense:DenseCriterion"),
-    "r2tuning": Arch(R2TuningConfig, "sdst.model.r2tuning:R2Tuning", "sdst.model.dense:DenseCriterion"),
+    "actionformer": Arch(ActionFormerConfig, "sdst.model.actionformer:ActionFormer",
+                         "sdst.dense_losses:DenseCriterion"),
+    "r2tuning": Arch(R2TuningConfig, "sdst.model.r2tuning:R2Tuning", "sdst.dense_losses:DenseCriterion"),
 }
 ARCH_CONFIGS: dict[str, type] = {arch: entry.config for arch, entry in ARCHS.items()}
 

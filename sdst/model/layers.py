@@ -1,5 +1,6 @@
 """Building blocks shared by the models: post-norm attention/FFN blocks, MLPs, positional encodings,
-masked 1-D sampling (the bilinear sampling ``x[y]`` of Eq. 9) and 1-D RoIAlign.
+masked 1-D sampling (the bilinear sampling ``x[y]`` of Eq. 9) and 1-D RoIAlign (span conversions and IoU:
+sdst/model/spans.py).
 
 Conventions: sequences are (B, T, F); masks are bool with True = valid; spans are (centre, width) in
 [0, 1] of each sample's *valid* length.
@@ -209,22 +210,6 @@ def roi_align_1d(x: torch.Tensor, spans: torch.Tensor, lengths: torch.Tensor, bi
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     x = x.clamp(eps, 1 - eps)
     return torch.log(x / (1 - x))
-
-
-def span_cw_to_se(spans: torch.Tensor) -> torch.Tensor:
-    return torch.stack([spans[..., 0] - spans[..., 1] / 2, spans[..., 0] + spans[..., 1] / 2], dim=-1)
-
-
-def span_se_to_cw(spans: torch.Tensor) -> torch.Tensor:
-    return torch.stack([(spans[..., 0] + spans[..., 1]) / 2, spans[..., 1] - spans[..., 0]], dim=-1)
-
-
-def temporal_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pairwise IoU of (…, N, 2) and (…, G, 2) spans in (start, end) form -> (…, N, G)."""
-    inter = (torch.minimum(a[..., :, None, 1], b[..., None, :, 1])
-             - torch.maximum(a[..., :, None, 0], b[..., None, :, 0])).clamp(min=0)
-    union = (a[..., 1] - a[..., 0])[..., :, None] + (b[..., 1] - b[..., 0])[..., None, :] - inter
-    return inter / union.clamp(min=1e-6)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:

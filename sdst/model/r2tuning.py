@@ -30,8 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sdst.model.configs import R2TuningConfig
-from sdst.model.dense import (DenseHead, LayerNormC, MaskedConv1d, PointGenerator, ca_text_mask, cosine_saliency,
-                              dense_outputs, level_bounds, pad_to_multiple)
+from sdst.model.dense import DenseHead, PointGenerator, ca_text_mask, cosine_saliency, dense_outputs, level_bounds
+from sdst.model.masked import LayerNormC, MaskedConv1d, pad_to_multiple
 from sdst.model.layers import AttentionBlock, FFNBlock, InputNorm, InputProjection, TextPool, temporal_encoding
 
 
