@@ -1,6 +1,7 @@
 """Training speed and memory at the paper's QVHighlights configuration (Tab. A, Tab. D).
 
     python bench/train.py [--device cpu|cuda] [--batch 32] [--iters 20] [--model sdst] [--threads 2]
+    python bench/train.py --dataset demo_hard --batch 16 --threads 1 --model sdst   # the comparison's per-step cost
 
 Builds the configured model for the ``qvh`` dataset (InternVideo2-1B dims: video 768, text 1024, K = 4 cached
 layers) and times full training steps (forward, losses with Hungarian matching, backward, AdamW, gradient
@@ -61,7 +62,8 @@ def bench(model_name: str, batch: int, iters: int, device: str, dataset: str = "
         device = "cuda" if torch.cuda.is_available() else "cpu"
     config = load_config(ROOT_CONFIG)
     run = resolve_run(config, dataset, model_name, 0)
-    dv, dt = BACKBONE_DIMS["1b"]["attn"], BACKBONE_DIMS["1b"]["text"]
+    backbone = config["datasets"][dataset].get("backbone", "1b")  # a dataset's own model config (hidden_dim, ...)
+    dv, dt = BACKBONE_DIMS[backbone]["attn"], BACKBONE_DIMS[backbone]["text"]
     model = build_model(run["model"]["arch"], run["model"]["params"], dv, dt, 4).to(device)
     crit = build_criterion(run["model"]["arch"], LossConfig(**run["train"]["loss"]),
                            MatcherConfig(**run["train"]["matcher"]))
@@ -93,7 +95,7 @@ def bench(model_name: str, batch: int, iters: int, device: str, dataset: str = "
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     dt_s = (time.perf_counter() - t0) / iters
-    out = {"model": model_name, "batch": batch, "clips": clips, "it_per_s": round(1 / dt_s, 3),
+    out = {"model": model_name, "dataset": dataset, "batch": batch, "clips": clips, "it_per_s": round(1 / dt_s, 3),
            "samples_per_s": round(batch / dt_s, 1), "parameters": model.num_params(),
            "device": (torch.cuda.get_device_name() if device.startswith("cuda")
                       else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"),
@@ -112,9 +114,10 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--clips", type=int, default=75, help="clips per video (75 = QVHighlights' 150 s)")
+    p.add_argument("--dataset", default="qvh", help="whose model settings and feature sizes (config.yaml)")
     args = p.parse_args(argv)
-    print(json.dumps(bench(args.model, args.batch, args.iters, args.device, threads=args.threads,
-                           clips=args.clips)))
+    print(json.dumps(bench(args.model, args.batch, args.iters, args.device, dataset=args.dataset,
+                           threads=args.threads, clips=args.clips)))
     return 0
 
 
