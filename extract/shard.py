@@ -1,6 +1,6 @@
 """Extraction jobs: fill one shard of a store (extract.stores creates it and merges the shard reports).
 
-A shard owns the videos whose id hashes to it (:func:`extract.config.shard_of`) and their queries. It
+A shard owns the videos whose id hashes to it (:func:`extract.identity.shard_of`) and their queries. It
 loads the backbone once, skips every array already complete (so a killed job resumes where it stopped),
 decodes in worker processes while the model runs in this one, batches clips across videos, and writes
 one report (the Snakemake output of the job) only when it has finished: a job that dies leaves none.
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from extract.cache import FeatureOverflowError, FeatureStore, canonical_json
-from extract.config import shard_of
+from extract.identity import shard_of
 from extract.locking import exclusive
 from extract.sources import file_identity, query_change, todo_items, video_change
 from extract.decode import DecodePool, DecodeSpec
@@ -219,7 +219,7 @@ def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers,
         report["seconds"] = time.perf_counter() - t_start
         return report
 
-    from extract.checkpoint import load_backbone
+    from extract.backbone import load_backbone
 
     dev = resolve_device(device)
     report["device"] = dev

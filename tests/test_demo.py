@@ -229,7 +229,7 @@ def test_every_event_type_is_visible_to_the_tiny_backbone():
     0.5. Measured: colour 0.75, grow 0.80, shrink 0.85, flash 0.80, vanish 0.85."""
     import torch
 
-    from extract.checkpoint import load_backbone
+    from extract.backbone import load_backbone
     from extract.features import encode_clips
 
     x = CONFIG["extract"]
