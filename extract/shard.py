@@ -22,7 +22,8 @@ from extract.cache import FeatureOverflowError, FeatureStore, canonical_json
 from extract.identity import shard_of
 from extract.locking import exclusive
 from extract.sources import file_identity, query_change, todo_items, video_change
-from extract.decode import DecodePool, DecodeSpec
+from extract.decode import DecodeSpec
+from extract.decode_pool import DecodePool
 from extract.devices import resolve_device
 from extract.features import encode_clips, encode_queries
 
