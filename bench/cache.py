@@ -7,7 +7,7 @@ Shapes come from the real annotation files (../shared/data/qvhighlights): one vi
 round(duration / 2 s) clips (Tab. A: clip length 2 s) of K = 4 layers x 768 (InternVideo2-1B's attention
 pooling, extract/internvideo2.py), one query per qid with (words + 1) tokens ([CLS] + word pieces, approximated
 by words) of K = 4 x 1024 (BERT-large). Values are random float16. Items go through the store's public API,
-written by ``--shards`` writers in turn as the extraction jobs would (shard of a vid: extract.config.shard_of).
+written by ``--shards`` writers in turn as the extraction jobs would (shard of a vid: extract.identity.shard_of).
 
 - inodes: files and directories of the store;
 - create_s: writing every item (each writer closed at the end);
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from extract.cache import FeatureStore
-    from extract.config import shard_of
+    from extract.identity import shard_of
     from extract.annotations import load_annotations
     from sdst.data import FeatureDataset
 

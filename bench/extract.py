@@ -80,7 +80,8 @@ def _videos(folder: str, limit: int | None) -> list[tuple[str, str]]:
 
 def bench_decode(folder: str, workers: int, limit: int | None, clip_len: float = 2.0, resize: str = "official",
                  repeat: int = 1) -> dict:
-    from extract.decode import DecodePool, DecodeSpec
+    from extract.decode import DecodeSpec
+    from extract.decode_pool import DecodePool
 
     items = [(f"{vid}#{r}", path) for r in range(repeat) for vid, path in _videos(folder, limit)]
     frames = 0

@@ -4,9 +4,9 @@
     python bench/memory.py --checkpoint FILE [--backbone 1b]
 
 Writes a random-weight checkpoint of the real architecture in the official InternVideo2 layout
-(``extract.checkpoint.save_official_layout``: ``{"module": {vision_encoder.*, text_encoder.bert.*, training-only
+(``extract.backbone.save_official_layout``: ``{"module": {vision_encoder.*, text_encoder.bert.*, training-only
 and retrieval heads, two cross-attention fusion layers, MLM head}}``) into a temporary folder, in a subprocess;
-then loads it with ``extract.checkpoint.load_backbone`` in a fresh subprocess, which reports its peak resident
+then loads it with ``extract.backbone.load_backbone`` in a fresh subprocess, which reports its peak resident
 memory (``getrusage`` ru_maxrss) after loading and reading every weight once (as the first forward pass or
 ``.to("cuda")`` does: memory-mapped pages count once read), its resident memory after the imports and before
 loading, and the loaded model's own bytes (parameters + buffers). One JSON line. ``--checkpoint`` measures an existing file instead
@@ -52,7 +52,7 @@ def write(path: str, backbone: str, dtype: str) -> None:
     """Random-weight encoders of ``backbone`` saved in the official layout (model dtype float32, cast if asked)."""
     import torch
 
-    from extract.checkpoint import BACKBONES, save_official_layout
+    from extract.backbone import BACKBONES, save_official_layout
     from extract.internvideo2 import build_vision
     from extract.text import TextEncoder
 
@@ -73,7 +73,7 @@ def load(path: str, backbone: str) -> dict:
     import extract
     import extract.internvideo2  # noqa: F401 - imported before the baseline: modules are not the model's memory
     import extract.text  # noqa: F401
-    from extract.checkpoint import load_backbone
+    from extract.backbone import load_backbone
 
     baseline = _rss_now()
     t0 = time.perf_counter()

@@ -14,14 +14,14 @@ import sys
 
 # command -> (module, function that adds arguments, function that runs)
 COMMANDS = {
-    "inspect-checkpoint": ("extract.checkpoint", "add_inspect_args", "inspect_main"),
+    "inspect-checkpoint": ("extract.backbone", "add_inspect_args", "inspect_main"),
     "check": ("extract.checks", "add_args", "main"),
     "demo-data": ("extract.demo", "add_args", "main"),
     "init-store": ("extract.stores", "add_init_args", "init_main"),
     "shard": ("extract.shard", "add_shard_args", "shard_main"),
     "summary": ("extract.stores", "add_summary_args", "summary_main"),
     "verify": ("extract.repair", "add_verify_args", "verify_main"),
-    "videos": ("extract.folder", "add_args", "main"),
+    "videos": ("extract.videos", "add_args", "main"),
     "export": ("extract.export", "add_args", "main"),
     "import": ("extract.importer", "add_args", "main"),
     "compare": ("extract.compare", "add_args", "main"),

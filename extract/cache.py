@@ -16,7 +16,8 @@ videos (4 inodes a pack), and a killed job loses at most the work since its last
 once its ``complete`` attribute is set, and each item carries its size and CRC-32: an item whose chunk bytes
 are missing, short or altered is reported (store, item, pack, what is wrong), never read as data, and
 re-extracted by the next shard run (:meth:`FeatureStore.problem`). Every reader goes through this module.
-Stores of the old one-array-per-item layout (format 1) are converted in place by :meth:`FeatureStore.create`.
+Stores of the old one-array-per-item layout (format 1) are converted in place by :meth:`FeatureStore.create`
+(:mod:`extract.cache_format1`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import json
 import os
 import secrets
 import shutil
-import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -154,7 +154,10 @@ class FeatureStore:
                 raise CacheError(f"{path}: holds features of another configuration (hash {found}, expected "
                                  f"{digest}); use a new path")
             if found is not None and root.attrs.get("format", 1) != FORMAT:
-                _convert_format1(path, root)
+                from extract.cache_format1 import convert_format1
+
+                root.require_group("packs")
+                convert_format1(path, root, cls(path, mode="a", _converting=True), FORMAT)
             if found is not None:
                 return cls(path, mode="a", **flush)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -385,29 +388,3 @@ class FeatureStore:
                 if problem is not None:
                     bad[group][key] = problem
         return bad
-
-
-def _convert_format1(path: Path, root) -> None:
-    """Rewrite a format-1 store (one Zarr array per item under videos/ and queries/) as packs, then drop the
-    old arrays. Resumable: the format attribute changes only after every complete item is in a pack."""
-    root.require_group("packs")
-    store = FeatureStore(path, mode="a", _converting=True)
-    converted = 0
-    for group in GROUPS:
-        if group not in root:
-            continue
-        for name, arr in root[group].arrays():
-            item_attrs = arr.attrs.asdict()
-            key = name[6:] if name.startswith("%5F%5F") else name
-            key = ("__" if name.startswith("%5F%5F") else "") + key
-            key = key.replace("%2F", "/").replace("%25", "%")
-            if not item_attrs.pop("complete", False) or store.problem(group, key) is None:
-                continue
-            item_attrs.pop("n_clips", None), item_attrs.pop("n_tokens", None)
-            (store.write_video if group == "videos" else store.write_query)(key, arr[...], **item_attrs)
-            converted += 1
-    store.close()
-    root.attrs.update({**root.attrs.asdict(), "format": FORMAT})
-    for group in GROUPS:
-        shutil.rmtree(path / group, ignore_errors=True)
-    print(f"{path}: converted {converted} items to the packed layout (format {FORMAT})", file=sys.stderr)

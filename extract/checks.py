@@ -38,7 +38,7 @@ def checkpoint_problems(backbone: str, path: str | Path) -> str | None:
     """
     import torch
 
-    from extract.checkpoint import BACKBONES, TEXT_PREFIX, VISION_PREFIX, CheckpointError, find_problems
+    from extract.backbone import BACKBONES, TEXT_PREFIX, VISION_PREFIX, CheckpointError, find_problems
     from extract.internvideo2 import InternVideo2Vision, resolve_vision_config
     from extract.text import TextEncoder, select_text_keys
 
@@ -49,7 +49,7 @@ def checkpoint_problems(backbone: str, path: str | Path) -> str | None:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # noqa: BLE001 - older non-zip files cannot be mmapped: read them normally
         try:
-            from extract.checkpoint import load_state_dict
+            from extract.backbone import load_state_dict
 
             obj = load_state_dict(path)
         except CheckpointError as cerr:
@@ -92,7 +92,7 @@ def check_dataset(name: str, ds: dict, generated: bool = False) -> dict:
 
     ``generated``: the dataset's files are written by a workflow job (the demo), so they are not checked.
     """
-    from extract.checkpoint import BACKBONES
+    from extract.backbone import BACKBONES
     from extract.annotations import AnnotationError, load_annotations
 
     problems, vids, missing = [], set(), []

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract import demo_events
+from extract import demo_events, demo_events_render
 from extract.demo_shapes import CLIP, SHAPES
 from extract.demo_shapes import shape_mask as _shape_mask
 
@@ -132,7 +132,7 @@ def opacity(t: float, start: float, end: float) -> float:
 def render_frames(plan: dict, spec: DemoSpec):
     """Yield (H, W, 3) uint8 frames."""
     if plan.get("kind") == "events":
-        yield from demo_events.render_frames(plan, spec, spec.event_spec())
+        yield from demo_events_render.render_frames(plan, spec, spec.event_spec())
         return
     w, h, fps = spec.width, spec.height, spec.fps
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)

@@ -1,5 +1,5 @@
 """The encoders' sizes, free of torch and transformers: the workflow checks configured layers against them at
-every DAG build (extract.config.check_layers) without importing the models. The models themselves are
+every DAG build (extract.identity.check_layers) without importing the models. The models themselves are
 extract.internvideo2 (vision) and extract.text (text), which take their configurations from here.
 """
 

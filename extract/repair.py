@@ -140,7 +140,7 @@ def mark_damaged(store_path: str | Path, damaged: dict[str, dict[str, str]], sto
     """After ``verify``: mark every finished shard (``shards/<i>-of-<n>.json`` beside the store) that holds a
     damaged item, so that the next workflow run or ``python -m extract videos`` run re-extracts it. Returns the
     shards marked, as "i/n"."""
-    from extract.config import shard_of
+    from extract.identity import shard_of
 
     cache = Path(store_path).parent
     marked = []

@@ -1,6 +1,6 @@
 """Extraction jobs: fill one shard of a store (extract.stores creates it and merges the shard reports).
 
-A shard owns the videos whose id hashes to it (:func:`extract.config.shard_of`) and their queries. It
+A shard owns the videos whose id hashes to it (:func:`extract.identity.shard_of`) and their queries. It
 loads the backbone once, skips every array already complete (so a killed job resumes where it stopped),
 decodes in worker processes while the model runs in this one, batches clips across videos, and writes
 one report (the Snakemake output of the job) only when it has finished: a job that dies leaves none.
@@ -14,15 +14,17 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from extract.cache import FeatureOverflowError, FeatureStore, canonical_json
-from extract.config import shard_of
+from extract.identity import shard_of
 from extract.locking import exclusive
 from extract.sources import file_identity, query_change, todo_items, video_change
-from extract.decode import DecodePool, DecodeSpec
+from extract.decode import DecodeSpec
+from extract.decode_pool import DecodePool
 from extract.devices import resolve_device
 from extract.features import encode_clips, encode_queries
 
@@ -167,8 +169,10 @@ def run_shard(store_json, annotations, videos, checkpoint, shard, n_shards, work
         # the files as this job finds them (a file replaced while the job runs differs at the next check)
         sources = _source_stats(videos, items[0], exts)
         try:
-            report = _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers, batch_clips,
-                                timeout_s, device, exts, progress, t_start)
+            job = ShardJob(meta=meta, videos=videos, checkpoint=checkpoint, shard=shard, n_shards=n_shards,
+                           workers=workers, batch_clips=batch_clips, timeout_s=timeout_s, device=device,
+                           exts=tuple(exts), progress=progress)
+            report = _run_shard(store, job, items, t_start)
         finally:
             store.close()  # writes the finished items still buffered, also when a video or the model failed
     vids, queries = items
@@ -196,18 +200,66 @@ def _source_stats(videos, vids, exts) -> dict[str, list[int]]:
     return out
 
 
-def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers, batch_clips, timeout_s,
-               device, exts, progress, t_start) -> dict:
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class ShardJob:
+    """What one shard job extracts and how: :func:`run_shard`'s settings once its store is open."""
 
-    ident = meta["identity"]
+    meta: dict  # store.json: the store's path, identity and identity hash
+    videos: str | Path  # folder holding <vid>.<ext> files
+    checkpoint: str | None
+    shard: int
+    n_shards: int
+    workers: int
+    batch_clips: int
+    timeout_s: float
+    device: str
+    exts: tuple[str, ...]
+    progress: bool
+
+
+def _run_shard(store, job: ShardJob, items, t_start: float) -> dict:
+    """Extract what of ``items`` = (video ids, {query key: (text, video id)}) the store lacks (or holds damaged or
+    from a changed source); returns the shard report."""
+    ident = job.meta["identity"]
     vids, queries = items
+    report, todo_vids, todo_queries = _new_report(store, job, vids, queries)
+    if not todo_vids and not todo_queries:
+        report["seconds"] = time.perf_counter() - t_start
+        return report
+
+    from extract.backbone import load_backbone
+
+    dev = resolve_device(job.device)
+    report["device"] = dev
+    vision, text = load_backbone(ident["backbone"], job.checkpoint, seed=ident.get("seed", 0) or 0,
+                                 gelu=ident.get("gelu"), num_frames=ident["frames_per_clip"])
+    vision.eval().to(dev)
+    text.eval().to(dev)
+
+    if todo_queries:
+        _extract_queries(store, text, [(k, queries[k]) for k in todo_queries], ident, dev)
+        report["queries"]["extracted"] = len(todo_queries)
+
+    run = _VideoExtraction(store, vision, ident, dev, job, report)
+    run.extract(todo_vids, t_start)
+
+    elapsed = time.perf_counter() - t_start
+    report.update(clips=run.clips, seconds=elapsed, model_seconds=run.model_s,
+                  clips_per_s=run.clips / elapsed if elapsed > 0 else 0.0,
+                  model_busy_fraction=run.model_s / elapsed if elapsed > 0 else 0.0)
+    return report
+
+
+def _new_report(store, job: ShardJob, vids, queries) -> tuple[dict, list, list]:
+    """(the shard report before any extraction, videos to extract, queries to extract): the items absent from the
+    store, damaged in it or whose source changed since they were extracted."""
     damaged: list[dict] = []
     changed: list[dict] = []  # items whose source (video file, query text) changed since they were extracted
-    todo_vids = todo_items(store, "videos", vids, damaged, changed, video_change(videos, exts, find_video))
+    todo_vids = todo_items(store, "videos", vids, damaged, changed, video_change(job.videos, job.exts, find_video))
     todo_queries = todo_items(store, "queries", queries, damaged, changed, query_change(queries))
+    meta = job.meta
     report = {
-        "shard": shard, "n_shards": n_shards, "store": meta["store"], "identity_hash": meta["identity_hash"],
+        "shard": job.shard, "n_shards": job.n_shards, "store": meta["store"], "identity_hash": meta["identity_hash"],
         "videos": {"total": len(vids), "already_complete": len(vids) - len(todo_vids), "extracted": 0,
                    "failed": [], "clamped": []},
         "queries": {"total": len(queries), "already_complete": len(queries) - len(todo_queries), "extracted": 0},
@@ -215,109 +267,114 @@ def _run_shard(store, meta, items, videos, checkpoint, shard, n_shards, workers,
         "damaged": damaged,  # items that failed verification, re-extracted now
         "changed": changed,
     }
-    if not todo_vids and not todo_queries:
-        report["seconds"] = time.perf_counter() - t_start
-        return report
+    return report, todo_vids, todo_queries
 
-    from extract.checkpoint import load_backbone
 
-    dev = resolve_device(device)
-    report["device"] = dev
-    vision, text = load_backbone(ident["backbone"], checkpoint, seed=ident.get("seed", 0) or 0,
-                                 gelu=ident.get("gelu"), num_frames=ident["frames_per_clip"])
-    vision.eval().to(dev)
-    text.eval().to(dev)
-    n_layers, dim = len(ident["vision_layers"]), vision.pooled_dim(ident["pooling"])
+class _VideoExtraction:
+    """The videos of one shard job: decoded in worker processes (:class:`extract.decode_pool.DecodePool`), their
+    clips batched across videos into forward passes of ``batch_clips`` clips, each video written to the store
+    once all its clips are encoded. Counts ``clips`` and ``model_s`` (seconds in the model) and records written
+    and failed videos in ``report``."""
 
-    if todo_queries:
-        _extract_queries(store, text, [(k, queries[k]) for k in todo_queries], ident, dev)
-        report["queries"]["extracted"] = len(todo_queries)
+    def __init__(self, store, vision, ident: dict, dev, job: ShardJob, report: dict):
+        self.store, self.vision, self.ident, self.dev, self.job, self.report = store, vision, ident, dev, job, report
+        self.n_layers, self.dim = len(ident["vision_layers"]), vision.pooled_dim(ident["pooling"])
+        self.batcher = _Batcher(job.batch_clips)
+        self.state: dict[str, dict] = {}  # vid -> file, source, info, clip count, features so far
+        self.model_s = 0.0
+        self.clips = 0
+        self.bar = None
 
-    spec = DecodeSpec(clip_len=ident["clip_len"], frames_per_clip=ident["frames_per_clip"],
-                      size=ident["image_size"], resize=ident["resize"], chunk_clips=batch_clips,
-                      clip_rule=ident.get("clip_rule", "round"))
-    items, state = [], {}
-    for vid in todo_vids:
-        path = find_video(videos, vid, exts)
-        if path is None:
-            report["videos"]["failed"].append(
-                {"vid": vid, "file": str(Path(videos) / f"{vid}{exts[0]}"),
-                 "reason": f"video file not found (tried {', '.join(exts)})"})
-        else:
-            items.append((vid, str(path)))
-            state[vid] = {"file": str(path), "source": file_identity(path)}
+    def extract(self, todo_vids, t_start: float) -> None:
+        from tqdm import tqdm
 
-    batcher = _Batcher(batch_clips)
-    model_s = 0.0
-    clips = 0
+        job, ident = self.job, self.ident
+        spec = DecodeSpec(clip_len=ident["clip_len"], frames_per_clip=ident["frames_per_clip"],
+                          size=ident["image_size"], resize=ident["resize"], chunk_clips=job.batch_clips,
+                          clip_rule=ident.get("clip_rule", "round"))
+        items = self._files(todo_vids)
+        self.bar = tqdm(total=len(todo_vids), desc=f"shard {job.shard}/{job.n_shards}", unit="video",
+                        disable=not job.progress, mininterval=1.0 if sys.stderr.isatty() else 10.0)
+        self.bar.update(len(todo_vids) - len(items))  # missing files count as processed
+        try:
+            for vid, kind, payload in DecodePool(items, spec, workers=job.workers, timeout_s=job.timeout_s):
+                self._on_event(vid, kind, payload)
+                self.bar.set_postfix(clips_per_s=rate(self.clips / max(time.perf_counter() - t_start, 1e-9)),
+                                     refresh=False)
+            while self.batcher.n:
+                self._encode(self.batcher.take())
+        finally:
+            self.bar.close()
 
-    def run_batch(pieces):
-        nonlocal model_s, clips
+    def _files(self, todo_vids) -> list[tuple[str, str]]:
+        """[(vid, file)] of the videos whose file is there; the others are recorded as failed."""
+        job, items = self.job, []
+        for vid in todo_vids:
+            path = find_video(job.videos, vid, job.exts)
+            if path is None:
+                self.report["videos"]["failed"].append(
+                    {"vid": vid, "file": str(Path(job.videos) / f"{vid}{job.exts[0]}"),
+                     "reason": f"video file not found (tried {', '.join(job.exts)})"})
+            else:
+                items.append((vid, str(path)))
+                self.state[vid] = {"file": str(path), "source": file_identity(path)}
+        return items
+
+    def _on_event(self, vid: str, kind: str, payload) -> None:
+        """One message of the decoder pool: a video's start, a chunk of its clips, its end, or its error."""
+        st = self.state[vid]
+        if kind == "start":
+            st.update(info=payload, n_clips=payload["n_clips"], filled=0,
+                      feats=np.zeros((self.n_layers, payload["n_clips"], self.dim), np.float32))
+        elif kind == "chunk":
+            self.batcher.add(vid, *payload)
+            while self.batcher.n >= self.job.batch_clips:
+                self._encode(self.batcher.take())
+        elif kind == "done":
+            st["info"].update(payload)
+            st["done"] = True
+            self._write_if_complete(vid)
+        else:  # error
+            self.batcher.drop(vid)
+            st.pop("feats", None)
+            self.report["videos"]["failed"].append({"vid": vid, "file": st["file"], "reason": payload})
+            self.bar.update(1)
+
+    def _encode(self, pieces) -> None:
+        """One forward pass over ``pieces`` [(vid, first clip, frames)], its features put in their videos' place."""
+        batch_clips = self.job.batch_clips
         frames = np.concatenate([p[2] for p in pieces])
         # every pass has batch_clips clips (the last one padded with copies): a clip's features then do not
         # depend on which clips share its batch, so a resumed job writes the bits an uninterrupted one would
         padded = np.concatenate([frames, np.repeat(frames[:1], batch_clips - len(frames), axis=0)])
         t0 = time.perf_counter()
-        feats = encode_clips(vision, padded, ident, dev)[:, :len(frames)]  # (K, B, D); .cpu() waits for the GPU
-        model_s += time.perf_counter() - t0
-        clips += len(frames)
+        feats = encode_clips(self.vision, padded, self.ident, self.dev)[:, :len(frames)]  # (K, B, D); .cpu() waits
+        self.model_s += time.perf_counter() - t0
+        self.clips += len(frames)
         offset = 0
         for vid, first, fr in pieces:
-            st = state[vid]
+            st = self.state[vid]
             st["feats"][:, first:first + len(fr)] = feats[:, offset:offset + len(fr)]
             st["filled"] += len(fr)
             offset += len(fr)
-            maybe_write(vid)
+            self._write_if_complete(vid)
 
-    def maybe_write(vid):
-        st = state[vid]
-        if st.get("done") and st["filled"] == st["n_clips"] and not batcher.pending(vid):
+    def _write_if_complete(self, vid: str) -> None:
+        """Write a video to the store once it is decoded to the end and all its clips are encoded."""
+        st = self.state[vid]
+        if st.get("done") and st["filled"] == st["n_clips"] and not self.batcher.pending(vid):
             info = st["info"]
             try:
-                store.write_video(vid, st["feats"], clip_len=ident["clip_len"], duration=info["duration"],
-                                  fps=info["fps"], codec=info["codec"], clamped=info.get("clamped", False),
-                                  file=os.path.basename(st["file"]), source=st["source"])
-                report["videos"]["extracted"] += 1
+                self.store.write_video(vid, st["feats"], clip_len=self.ident["clip_len"], duration=info["duration"],
+                                       fps=info["fps"], codec=info["codec"], clamped=info.get("clamped", False),
+                                       file=os.path.basename(st["file"]), source=st["source"])
+                self.report["videos"]["extracted"] += 1
                 if info.get("clamped"):
-                    report["videos"]["clamped"].append(vid)
+                    self.report["videos"]["clamped"].append(vid)
             except FeatureOverflowError as err:
-                report["videos"]["failed"].append({"vid": vid, "file": st["file"], "reason": str(err)})
+                self.report["videos"]["failed"].append({"vid": vid, "file": st["file"], "reason": str(err)})
             st.pop("feats", None)
-            bar.update(1)
-
-    bar = tqdm(total=len(todo_vids), desc=f"shard {shard}/{n_shards}", unit="video", disable=not progress,
-               mininterval=1.0 if sys.stderr.isatty() else 10.0)
-    bar.update(len(todo_vids) - len(items))  # missing files count as processed
-    try:
-        for vid, kind, payload in DecodePool(items, spec, workers=workers, timeout_s=timeout_s):
-            st = state[vid]
-            if kind == "start":
-                st.update(info=payload, n_clips=payload["n_clips"], filled=0,
-                          feats=np.zeros((n_layers, payload["n_clips"], dim), np.float32))
-            elif kind == "chunk":
-                batcher.add(vid, *payload)
-                while batcher.n >= batch_clips:
-                    run_batch(batcher.take())
-            elif kind == "done":
-                st["info"].update(payload)
-                st["done"] = True
-                maybe_write(vid)
-            else:  # error
-                batcher.drop(vid)
-                st.pop("feats", None)
-                report["videos"]["failed"].append({"vid": vid, "file": st["file"], "reason": payload})
-                bar.update(1)
-            bar.set_postfix(clips_per_s=rate(clips / max(time.perf_counter() - t_start, 1e-9)), refresh=False)
-        while batcher.n:
-            run_batch(batcher.take())
-    finally:
-        bar.close()
-
-    elapsed = time.perf_counter() - t_start
-    report.update(clips=clips, seconds=elapsed, model_seconds=model_s,
-                  clips_per_s=clips / elapsed if elapsed > 0 else 0.0,
-                  model_busy_fraction=model_s / elapsed if elapsed > 0 else 0.0)
-    return report
+            self.bar.update(1)
 
 
 def _extract_queries(store, text, items, ident, dev, batch: int = 256) -> None:

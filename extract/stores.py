@@ -16,7 +16,7 @@ from extract.shard import write_json_atomic
 # ---------------------------------------------------------------------------------------------------
 def add_init_args(p) -> None:
     p.add_argument("--store", required=True, help="path of the Zarr store to create")
-    p.add_argument("--identity", required=True, help="extraction identity as JSON (see extract.config)")
+    p.add_argument("--identity", required=True, help="extraction identity as JSON (see extract.identity)")
     p.add_argument("--out", required=True, help="store.json written on success")
 
 

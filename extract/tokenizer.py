@@ -13,7 +13,7 @@ file holds it, passed through :class:`TextTokenizer`, gives the token ids the en
 
 Truncation keeps as many word pieces as the encoder's tokeniser keeps at the same maximum length: the
 special tokens count against it (39 word pieces at ``max_len`` 40 without ``[SEP]``, 38 with it). The
-recipe is part of the extraction identity (``extract.config``), so changing it builds a new cache.
+recipe is part of the extraction identity (``extract.identity``), so changing it builds a new cache.
 
 Torch-free: Snakemake imports this module while it builds the DAG; ``transformers`` is imported only
 when a :class:`TextTokenizer` is made.

@@ -1,6 +1,6 @@
 """Reading weight files: what kind a file is, memory-mapped reading, and one-line errors naming the file.
 
-Used by :mod:`extract.checkpoint` (the InternVideo2 layout) and the pre-flight checks. A torch zip file is
+Used by :mod:`extract.backbone` (the InternVideo2 layout) and the pre-flight checks. A torch zip file is
 memory-mapped (``torch.load(mmap=True, weights_only=True)``), a ``.safetensors`` file opened lazily
 (``safe_open``); only the pre-1.6 torch format is read whole. torch is imported inside the functions.
 """

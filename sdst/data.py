@@ -99,7 +99,7 @@ class CacheInfo:
     video_dim: int
     text_dim: int
     layers: int
-    identity: dict | None = None  # the extraction configuration (extract.config), carried into checkpoints
+    identity: dict | None = None  # the extraction configuration (extract.identity), carried into checkpoints
     digest: str | None = None  # the features digest of the summary (extract.stores.write_summary)
     text_layers: int | None = None  # cached text layers (None: as many as video layers)
     failed_queries: frozenset = frozenset()  # query files that could not be imported (extract.importer)

@@ -251,7 +251,7 @@ def report_section(json_paths: list[str], report_dir: str | Path) -> str:
 
 def features_summary(dims: dict, dataset: str, cache_dir: str | Path = "cache") -> Path:
     """The extraction summary of the cache the checkpoint was trained on: ``{cache_dir}/{dataset}/{hash}`` with
-    the hash of the extraction identity the checkpoint carries (extract.config.cache_dir)."""
+    the hash of the extraction identity the checkpoint carries (extract.identity.cache_dir)."""
     from extract.cache import identity_hash
 
     identity = dims.get("extraction")

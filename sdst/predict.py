@@ -51,7 +51,7 @@ class Predictor:
 
     def __init__(self, checkpoint: str, backbone_checkpoint: str | None = None, device: str = "auto",
                  batch_clips: int = 32, allow_backbone_mismatch: bool = False):
-        from extract.checkpoint import load_backbone
+        from extract.backbone import load_backbone
         from extract.tokenizer import build_tokenizer
         from sdst.checkpoint import model_from_checkpoint
 
@@ -143,9 +143,9 @@ def _describe(ident: dict | None) -> str:
 
 def check_backbone(checkpoint: str, ident: dict, backbone_checkpoint: str) -> None:
     """Refuse a backbone file other than the one the SDST checkpoint's features came from (its extraction
-    identity records name and size, extract.config.checkpoint_identity): other weights give other features,
+    identity records name and size, extract.identity.checkpoint_identity): other weights give other features,
     and the model's scores on them mean nothing although it runs."""
-    from extract.config import checkpoint_identity
+    from extract.identity import checkpoint_identity
 
     if not Path(backbone_checkpoint).is_file():
         raise FileNotFoundError(f"{backbone_checkpoint}: no such backbone checkpoint")

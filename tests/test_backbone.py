@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from extract.checkpoint import (BACKBONES, CheckpointError, CheckpointNotFoundError, load_backbone,
+from extract.backbone import (BACKBONES, CheckpointError, CheckpointNotFoundError, load_backbone,
                                 load_state_dict, save_official_layout)
 from extract.internvideo2 import (POOLINGS, VISION_CONFIGS, InternVideo2Vision, VisionConfig, build_vision,
                                   vision_flops_per_clip)

@@ -80,7 +80,7 @@ def test_missing_videos_are_counted_and_named_unless_allowed(tmp_path):
 
 
 def test_checkpoint_missing_or_not_matching_the_backbone(tmp_path):
-    from extract.checkpoint import load_backbone, save_official_layout
+    from extract.backbone import load_backbone, save_official_layout
 
     with pytest.raises(DatasetCheckError, match=r"nope\.pt: no such file"):
         check_dataset("d", _dataset(tmp_path, backbone="1b", checkpoint=str(tmp_path / "nope.pt")))

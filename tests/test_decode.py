@@ -1,4 +1,5 @@
-"""Decoding: clip sampling, timestamps, equality with sequential decoding, faults handled per video."""
+"""Decoding (extract.decode, extract.decode_pool): clip sampling, timestamps, equality with sequential decoding,
+faults handled per video."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import REAL_VIDEOS, write_video
-from extract.decode import (DecodePool, DecodeSpec, clip_frame_times, decode_video, num_clips, resize_official,
-                            times_to_indices)
+from extract.decode import DecodeSpec, clip_frame_times, decode_video, num_clips, resize_official, times_to_indices
+from extract.decode_pool import DecodePool
 
 
 def sequential_frames(path, size=None):

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from extract import demo, demo_events
+from extract import demo, demo_events, demo_events_render
 from extract.demo_shapes import CLIP
 
 CONFIG = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -116,7 +116,7 @@ def _sample_times(n_clips: int) -> np.ndarray:
 
 
 def _render(plan, spec, times) -> np.ndarray:
-    return np.stack(list(demo_events.render_at(plan, spec, spec.event_spec(), times.ravel()))).astype(np.int16)
+    return np.stack(list(demo_events_render.render_at(plan, spec, spec.event_spec(), times.ravel()))).astype(np.int16)
 
 
 def _changed(full: np.ndarray, other: np.ndarray, n_clips: int) -> np.ndarray:
@@ -229,7 +229,7 @@ def test_every_event_type_is_visible_to_the_tiny_backbone():
     0.5. Measured: colour 0.75, grow 0.80, shrink 0.85, flash 0.80, vanish 0.85."""
     import torch
 
-    from extract.checkpoint import load_backbone
+    from extract.backbone import load_backbone
     from extract.features import encode_clips
 
     x = CONFIG["extract"]
@@ -242,11 +242,11 @@ def test_every_event_type_is_visible_to_the_tiny_backbone():
         plan = demo.plan_video(np.random.default_rng([1234, k]), spec)
         for o in plan["objects"]:
             o["events"] = []
-        still = list(demo_events.render_at(plan, spec, es, times[[0, 2]].ravel()))
+        still = list(demo_events_render.render_at(plan, spec, es, times[[0, 2]].ravel()))
         o, t = plan["objects"][int(rng.integers(len(plan["objects"])))], types[k % len(types)]
         p = str(rng.choice([c for c in demo_events.PALETTE if c != o["colour"]])) if t == "colour" else None
         o["events"] = [{"type": t, "param": p, "clips": [1, 4], "mag": float(rng.uniform(0.7, 1.0))}]
-        clips.append(np.stack(still + list(demo_events.render_at(plan, spec, es, times[2]))))
+        clips.append(np.stack(still + list(demo_events_render.render_at(plan, spec, es, times[2]))))
     clips = np.stack(clips).transpose(0, 1, 4, 2, 3).reshape(-1, 4, 3, size, size)  # before, later, later + event
     torch.manual_seed(0)
     vision, _ = load_backbone("tiny", None, seed=x["seed"], gelu=x["gelu"], num_frames=x["frames_per_clip"])

@@ -204,7 +204,7 @@ def test_preflight_compares_annotations_with_the_files(release, tmp_path):
 
 def test_clip_rule_is_an_identity_option_that_keeps_existing_hashes():
     from extract.cache import identity_hash
-    from extract.config import extraction_identity
+    from extract.identity import extraction_identity
     from extract.decode import num_clips
 
     assert [num_clips(d, 2.0) for d in (4.0, 4.9, 5.0, 150.0)] == [2, 2, 3, 75]

@@ -69,8 +69,8 @@ def test_unreadable_video_is_a_clear_error(demo_checkpoint, tmp_path):
 def _model_for_backbone(tmp_path, backbone_file):
     """A small untrained SDST checkpoint whose features came from the tiny backbone saved in ``backbone_file``."""
     from conftest import synthetic_run
-    from extract.checkpoint import load_backbone, save_official_layout
-    from extract.config import checkpoint_identity
+    from extract.backbone import load_backbone, save_official_layout
+    from extract.identity import checkpoint_identity
     from sdst.checkpoint import save_checkpoint
     from sdst.model import build_model
 

@@ -48,7 +48,7 @@ def summary(work) -> dict:
 
 def shard_report(work, vid) -> dict:
     """The report of the shard job that holds video ``vid`` (the summary adds up every shard's latest report)."""
-    from extract.config import shard_of
+    from extract.identity import shard_of
 
     return json.loads((cache(work) / "shards" / f"{shard_of(vid, 2)}-of-2.json").read_text())
 
@@ -62,7 +62,7 @@ def chunk_of(work, group, key) -> Path:
 def test_truncated_chunk_and_touched_video_rerun_extraction_only(demo):
     """Row 7: a finished cache loses the end of a chunk (and a video file is touched, not changed). The next plain
     `snakemake <target>` re-extracts exactly the lost items and re-trains nothing: the same features came back."""
-    from extract.config import shard_of
+    from extract.identity import shard_of
 
     proj, work = demo
     chunk = chunk_of(work, "videos", "demo_train_0000")

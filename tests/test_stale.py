@@ -131,7 +131,7 @@ def test_a_second_writer_stops_in_one_line_and_leaves_no_duplicate_packs(videos,
 
 def test_query_features_do_not_depend_on_the_batch():
     """Point 5 at the function: the same query alone, among others, first or last, long or short neighbours."""
-    from extract.checkpoint import load_backbone
+    from extract.backbone import load_backbone
     from extract.features import QUERY_ROWS, encode_queries
     from extract.tokenizer import build_tokenizer
 

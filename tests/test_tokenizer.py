@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from extract.config import extraction_identity
+from extract.identity import extraction_identity
 from extract.tokenizer import RECIPES, TextRecipe, build_tokenizer, clean_internvideo2, minilm_dir
 
 

@@ -17,7 +17,7 @@ _paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and
 os.environ.update(PYTHONPATH=os.pathsep.join([str(ROOT), *_paths]))
 
 from extract.cache import canonical_json, identity_hash  # noqa: E402
-from extract.config import FEATURE_KEYS, check_layers, extraction_identity  # noqa: E402
+from extract.identity import FEATURE_KEYS, check_layers, extraction_identity  # noqa: E402
 from extract.importer import import_identity  # noqa: E402
 from sdst.config import check_layers_held, dataset_seeds, resolve_run, run_identity, train_setting  # noqa: E402
 from sdst.reporting.paper import run_protocol  # noqa: E402
@@ -33,7 +33,7 @@ def config_error(message):
 
 
 def dataset_identity(ds):
-    """The identity of a dataset's feature store: its extraction (extract.config) or, for imported features
+    """The identity of a dataset's feature store: its extraction (extract.identity) or, for imported features
     (`features:`), the import's (extract.importer: layout, layer names, token layout; the files are recorded per
     item, not here)."""
     if "features" in ds:

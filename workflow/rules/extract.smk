@@ -186,7 +186,7 @@ rule extract_folder:
         decode_timeout_s=RUN["decode_timeout_s"],
         device=RUN["device"],
     params:
-        code=code("extract.__main__", "extract.folder"),
+        code=code("extract.__main__", "extract.videos"),
         out=lambda wc, output: str(Path(output[0]).parent),
         queries=lambda wc, input: f"--queries {input.queries}" if input.queries else "",
         checkpoint=lambda wc: (

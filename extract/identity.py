@@ -17,7 +17,7 @@ from pathlib import Path
 
 from extract import FEATURE_VERSION
 from extract.cache import identity_hash
-from extract.checkpoint import BACKBONES
+from extract.backbone import BACKBONES
 from extract.layers import resolve_layer_indices  # noqa: F401 - where callers look for it
 from extract.decode import CLIP_RULES
 from extract.tokenizer import recipe_for

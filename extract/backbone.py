@@ -5,6 +5,10 @@ module), ``text_encoder.bert.*`` (a BertModel of which the first ``fusion_layer`
 plus training-only and retrieval heads that are ignored. The top level may be the state dict itself,
 ``{"model": ...}`` or ``{"module": ...}`` (DeepSpeed); files are read by :mod:`extract.weights`. torch is imported inside the functions so that
 ``python -m extract --help`` stays fast.
+
+This module is also the backbone registry (:data:`BACKBONES`: each name's vision and text encoders) and builds
+a backbone from its checkpoint (:func:`load_backbone`); ``python -m extract inspect-checkpoint`` runs
+:func:`inspect_main`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from extract.folder import DEFAULTS, QueryFileError, read_queries
+from extract.videos import DEFAULTS, QueryFileError, read_queries
 from extract.reader import open_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,16 +106,16 @@ def test_cli_refuses_1b_without_checkpoint_and_missing_folders(tmp_path):
 def test_defaults_are_the_configured_feature_settings():
     extract = yaml.safe_load((ROOT / "config.yaml").read_text())["extract"]
     assert DEFAULTS == {k: extract[k] for k in DEFAULTS}
-    from extract.config import FEATURE_KEYS
+    from extract.identity import FEATURE_KEYS
 
     assert set(DEFAULTS) == set(FEATURE_KEYS)
 
 
 def test_folder_identity_is_the_pipelines(demo_workflow):
     """A folder extracted with the demo's backbone and clip length lands in a store of the demo cache's identity
-    (the same settings, the same features: tests/test_folder.py's Snakemake test compares values)."""
+    (the same settings, the same features: tests/test_videos.py's Snakemake test compares values)."""
     from extract.cache import identity_hash
-    from extract.folder import folder_identity
+    from extract.videos import folder_identity
 
     _, work = demo_workflow
     (store_json,) = (work / "cache" / "demo").glob("*/store.json")

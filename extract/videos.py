@@ -24,7 +24,7 @@ from extract.annotations import text_lines
 from extract.shard import DEFAULT_EXTS, write_json_atomic
 from extract.cli import exits_on_bad_input
 
-# The feature settings of config.yaml's `extract` section (tests/test_folder.py checks they agree), so that a
+# The feature settings of config.yaml's `extract` section (tests/test_videos.py checks they agree), so that a
 # folder extracted here and a dataset extracted by the pipeline with the same backbone have the same features.
 DEFAULTS = {"frames_per_clip": 4, "image_size": 224, "resize": "official", "vision_layers": [-4, -3, -2, -1],
             "pooling": "attn", "text_layers": [-4, -3, -2, -1], "text_max_len": 40, "gelu": "tanh", "seed": 0}
@@ -105,7 +105,7 @@ def _check_writable(out: Path) -> None:
 def folder_identity(backbone: str, checkpoint: str | None, clip_len: float, clip_rule: str = "round",
                     **overrides) -> dict:
     """The extraction identity of a folder run: the pipeline's function with the defaults above."""
-    from extract.config import extraction_identity
+    from extract.identity import extraction_identity
 
     unknown = set(overrides) - set(DEFAULTS)
     if unknown:
@@ -121,7 +121,7 @@ def extract_folder(videos: str | Path, out: str | Path, queries: str | Path | No
     batch_clips, timeout_s, device, threads, flush_items, flush_seconds of :func:`extract.shard.run_shard`;
     settings of the features (``DEFAULTS`` keys) may be given too."""
     from extract.cache import FeatureStore
-    from extract.config import shard_of
+    from extract.identity import shard_of
     from extract.shard import run_shard
     from extract.stores import write_summary
 
