@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +59,13 @@ class Query:
         return str(self.qid)
 
 
+def _real(value) -> bool:
+    """A real number, not a bool (numpy scalars too: the evaluator also reads records built in memory)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _num(value, where: str, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not _real(value) or not math.isfinite(value):
         raise AnnotationError(f"{where}: field '{field}' must be a finite number, got {value!r}")
     return float(value)
 
@@ -98,7 +104,7 @@ def _windows(obj: dict, where: str, require_labels: bool, rules: Rules) -> tuple
         if require_labels:
             raise AnnotationError(f"{where}: missing field 'relevant_windows' (this split needs labels)")
         return ()
-    if not isinstance(raw, list) or (require_labels and not raw):
+    if not isinstance(raw, (list, tuple)) or (require_labels and not raw):
         raise AnnotationError(f"{where}: field 'relevant_windows' must be a non-empty list of [start, end]")
     windows = []
     for i, w in enumerate(raw):
@@ -117,7 +123,7 @@ def _windows(obj: dict, where: str, require_labels: bool, rules: Rules) -> tuple
 def _saliency(obj: dict, where: str, duration: float, rules: Rules):
     """(clip ids, score triples) of a QVHighlights line; the scores are kept as ints (0..4) under STRICT rules."""
     ids, scores = obj.get("relevant_clip_ids"), obj.get("saliency_scores")
-    if not isinstance(ids, list) or not isinstance(scores, list):
+    if not isinstance(ids, (list, tuple)) or not isinstance(scores, (list, tuple)):
         raise AnnotationError(f"{where}: 'relevant_clip_ids' and 'saliency_scores' must both be lists "
                               "(the two fields go together)")
     if len(ids) != len(scores):
@@ -125,14 +131,14 @@ def _saliency(obj: dict, where: str, duration: float, rules: Rules):
             f"{where}: {len(ids)} relevant_clip_ids but {len(scores)} saliency_scores (one triple per clip)")
     n_clips = int(duration / QVH_CLIP)
     for i, (c, sc) in enumerate(zip(ids, scores)):
-        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+        if isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 0:
             raise AnnotationError(f"{where}: relevant_clip_ids[{i}] must be a non-negative int, got {c!r}")
         if c >= n_clips:  # the evaluator rejects it, inside a job; say it before any job runs
             raise AnnotationError(f"{where}: relevant_clip_ids[{i}] = {c} is not a clip of the video: duration "
                                   f"{duration:g} s has int(duration / {QVH_CLIP}) = {n_clips} clips "
                                   f"(ids 0..{n_clips - 1})")
-        if (not isinstance(sc, list) or len(sc) != NUM_ANNOTATORS
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+        if (not isinstance(sc, (list, tuple)) or len(sc) != NUM_ANNOTATORS
+                or any(not _real(v) or not math.isfinite(v)
                        or (rules.score_range and not 0 <= v <= 4) for v in sc)):
             wanted = "scores in 0..4" if rules.score_range else "finite numbers"
             raise AnnotationError(f"{where}: saliency_scores[{i}] must be {NUM_ANNOTATORS} {wanted}, got {sc!r}")
