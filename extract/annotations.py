@@ -59,13 +59,13 @@ class Query:
         return str(self.qid)
 
 
-def _real(value) -> bool:
+def is_real(value) -> bool:
     """A real number, not a bool (numpy scalars too: the evaluator also reads records built in memory)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _num(value, where: str, field: str) -> float:
-    if not _real(value) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         raise AnnotationError(f"{where}: field '{field}' must be a finite number, got {value!r}")
     return float(value)
 
@@ -138,7 +138,7 @@ def _saliency(obj: dict, where: str, duration: float, rules: Rules):
                                   f"{duration:g} s has int(duration / {QVH_CLIP}) = {n_clips} clips "
                                   f"(ids 0..{n_clips - 1})")
         if (not isinstance(sc, (list, tuple)) or len(sc) != NUM_ANNOTATORS
-                or any(not _real(v) or not math.isfinite(v)
+                or any(not is_real(v) or not math.isfinite(v)
                        or (rules.score_range and not 0 <= v <= 4) for v in sc)):
             wanted = "scores in 0..4" if rules.score_range else "finite numbers"
             raise AnnotationError(f"{where}: saliency_scores[{i}] must be {NUM_ANNOTATORS} {wanted}, got {sc!r}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sdst.model.configs import ARCH_CONFIGS, model_config
-from sdst.values import ConfigValueError, check_values, value
+from sdst.values import ConfigValueError, check_values, field_default, value
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,10 +98,7 @@ class TrainConfig:
 
 def train_setting(config: dict, key: str):
     """A top-level training value: config.yaml's ``train`` section, else its one declaration (TrainConfig)."""
-    if key in config["train"]:
-        return config["train"][key]
-    field = {f.name: f for f in dataclasses.fields(TrainConfig)}[key]
-    return field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    return config["train"][key] if key in config["train"] else field_default(TrainConfig, key)
 
 
 # How a run executes, not what it computes: left out of the run identity (the rule parameter Snakemake compares

@@ -51,13 +51,9 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.annotations import OFFICIAL, AnnotationError, parse_line, read_jsonl
+from extract.annotations import OFFICIAL, AnnotationError, is_real, parse_line, read_jsonl
 from sdst.metrics import (MAP_IOU_THRESHOLDS, MR_R1_THRESHOLDS, QVH_LENGTH_RANGES, gt_windows, highlight_metrics,
                           listed_windows, mr_block, pct)
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
 
 def _window_problem(windows, field: str, deep: bool) -> str | None:
@@ -70,7 +66,7 @@ def _window_problem(windows, field: str, deep: bool) -> str | None:
     if not deep:
         return None
     for j, w in enumerate(windows):
-        if not isinstance(w, (list, tuple)) or len(w) != 3 or not all(_is_number(x) for x in w):
+        if not isinstance(w, (list, tuple)) or len(w) != 3 or not all(is_real(x) for x in w):
             return f"{field}[{j}] = {w!r} is not [start, end, score] (3 numbers)"
         if not all(math.isfinite(x) for x in w):
             return f"{field}[{j}] = {w!r} has a non-finite number"
@@ -116,7 +112,7 @@ def _submission_problem(rec, deep: bool = True) -> str | None:
             return f"'pred_saliency_scores' must be a list of numbers, got {type(sal).__name__}"
         if deep:
             for j, x in enumerate(sal):
-                if not _is_number(x) or not math.isfinite(x):
+                if not is_real(x) or not math.isfinite(x):
                     return f"pred_saliency_scores[{j}] = {x!r} is not a finite number"
     return None
 

@@ -77,6 +77,12 @@ def _limit_problem(x, lim: dict) -> str | None:
     return None
 
 
+def field_default(cls, name: str):
+    """The default declared for ``cls.name`` (a fresh copy for list and dict fields)."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
 def check_values(cls, values: dict, where: str) -> None:
     """Raise ConfigValueError naming ``where.key`` for an unknown key, a wrong type or a value out of range."""
     if not isinstance(values, dict):

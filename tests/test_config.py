@@ -133,10 +133,7 @@ def test_config_yaml_writes_only_what_differs_from_the_declared_defaults():
     dataset's override of it) and `model.datasets` write only values that change something. (A variant may spell
     out its defining values, e.g. the ActionFormer family's backbone x neck of Tab. I.)"""
     from sdst.config import train_setting
-
-    def default(cls, key):
-        f = {f.name: f for f in dataclasses.fields(cls)}[key]
-        return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    from sdst.values import field_default as default
 
     same = [f"train.{k}" for k in SHIPPED["train"] if k not in ("seeds", "datasets")
             and SHIPPED["train"][k] == default(TrainConfig, k)]

@@ -80,12 +80,12 @@ def field_comments(cls) -> dict[str, str]:
 def training_rows():
     """(key, type, default, description) of every training value: TrainConfig, its loss and matcher sections."""
     from sdst.config import LossConfig, MatcherConfig, TrainConfig
-    from sdst.values import LIMITS, type_name
+    from sdst.values import LIMITS, field_default, type_name
 
     for prefix, cls in (("train", TrainConfig), ("train.loss", LossConfig), ("train.matcher", MatcherConfig)):
         comments, hints = field_comments(cls), typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            default = field_default(cls, f.name)
             lim = {k: v for k, v in f.metadata.get(LIMITS, {}).items() if k != "of"}
             bounds = ", ".join(f"{ {'ge': '≥', 'gt': '>', 'le': '≤', 'lt': '<'}.get(k, k)} {v}" for k, v in lim.items())
             typ = type_name(hints[f.name]).removeprefix("an ").removeprefix("a ") + (f", {bounds}" if bounds else "")
