@@ -50,6 +50,9 @@ class LossConfig:
     focal_gamma: float = value(2.0, ge=0)  # [decided]
     temperature: float = value(0.07, gt=0)  # SampledNCE τ [decided, R2-Tuning]
     aux: bool = value(True)  # MR losses at every level, not only the last (Eq. 13)
+    cls_norm: str = value("queries", choices=("queries", "windows"))  # SDST's focal loss divided by the number of
+    #   queries (Eq. 17: the mean over M) or, as DETR's and Deformable-DETR's code, summed and divided by the
+    #   number of ground-truth windows; the dense detectors' is ActionFormer's (by positive points)
 
 
 @dataclass

@@ -76,6 +76,9 @@ class DenseCriterion(nn.Module):
     def __init__(self, cfg: LossConfig | None = None, matcher=None):  # matcher: unused (label assignment)
         super().__init__()
         self.cfg = cfg or LossConfig()
+        if self.cfg.cls_norm != LossConfig.cls_norm:
+            raise ValueError(f"loss.cls_norm {self.cfg.cls_norm!r} is SDST's set criterion's option; the dense "
+                             "detectors divide the focal loss by the number of positive points (ActionFormer)")
 
     def targets(self, out: dict, spans: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """cls (B, N), reg (B, N, 2) (distances / stride), matched moment (B, N, 2) cw in [0, 1]."""

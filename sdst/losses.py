@@ -121,7 +121,12 @@ class SetCriterion(torch.nn.Module):
             cls_target[i, p] = 1.0
             src.append(spans[i, p.to(spans.device)])
             tgt.append(targets[i][t.to(spans.device)])
-        losses = {f"{prefix}cls": sigmoid_focal(logits, cls_target, c.focal_alpha, c.focal_gamma).mean()}  # Eq. 17
+        focal = sigmoid_focal(logits, cls_target, c.focal_alpha, c.focal_gamma)
+        if c.cls_norm == "queries":
+            cls = focal.mean()  # Eq. 17: 1/M over the queries, then the batch mean
+        else:  # DETR / Deformable-DETR: summed over queries and videos, divided by the number of windows
+            cls = focal.sum() / max(sum(len(t) for t in targets), 1)
+        losses = {f"{prefix}cls": cls}
         src, tgt = torch.cat(src), torch.cat(tgt)
         if len(src):
             losses[f"{prefix}l1"] = (src - tgt).abs().sum(-1).mean()  # Eq. 18

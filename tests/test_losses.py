@@ -98,3 +98,24 @@ def test_losses_are_float32_when_the_model_ran_in_bfloat16(arch):
         torch.testing.assert_close(got[k], expected[k], rtol=0, atol=0)
         torch.testing.assert_close(in_autocast[k], expected[k], rtol=0, atol=0)
     got["loss"].backward()  # gradients flow back into the bf16 outputs
+
+
+def test_classification_loss_normalised_by_queries_or_by_windows():
+    """Eq. 17 averages the focal loss over the M queries (then the batch); DETR's code sums it and divides by the
+    number of ground-truth windows (loss.cls_norm "windows"). Two videos, 3 queries, 1 and 2 windows."""
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, -2.0]])
+    spans = torch.tensor([[[0.2, 0.1], [0.5, 0.2], [0.8, 0.1]], [[0.3, 0.2], [0.6, 0.1], [0.9, 0.05]]])
+    targets = [torch.tensor([[0.2, 0.1]]), torch.tensor([[0.3, 0.2], [0.6, 0.1]])]
+    by_query = SetCriterion(LossConfig())._moment_losses(logits, spans, targets, "")["cls"]
+    by_window = SetCriterion(LossConfig(cls_norm="windows"))._moment_losses(logits, spans, targets, "")["cls"]
+    # each window matches the query at its own place: queries (0, 0), (1, 0), (1, 1) are positives
+    target = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    p = logits.sigmoid()
+    focal = torch.where(target == 1, 0.25 * (1 - p) ** 2 * -torch.log(p), 0.75 * p ** 2 * -torch.log(1 - p))
+    torch.testing.assert_close(by_query, focal.sum() / 6)
+    torch.testing.assert_close(by_window, focal.sum() / 3)
+
+
+def test_the_dense_detectors_refuse_a_classification_normalisation_they_do_not_have():
+    with pytest.raises(ValueError, match="cls_norm"):
+        build_criterion("actionformer", LossConfig(cls_norm="windows"))

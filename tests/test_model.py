@@ -45,7 +45,8 @@ def test_output_contract():
     {"sampling_points": "c"}, {"sampling_points": "lr", "context_cnn": False},
     {"sparse_order": ["sa", "ca", "deform", "ffn"]}, {"sparse_order": ["ca", "sa", "ffn"]},
     {"condition": "raw"}, {"condition": "ca"}, {"condition": "sa"}, {"share_weights": False},
-    {"levels": [-1, -1, -1, -1]}, {"levels": [-2, -1]},
+    {"levels": [-1, -1, -1, -1]}, {"levels": [-2, -1]}, {"levels": [-1, -2, -3, -4]},
+    {"beta_init": 0.5}, {"input_norm": "none"},
 ])
 def test_every_ablation_switch_builds_and_runs(switch):
     model = build_model("sdst", {**SMALL, **switch}, 32, 24, 4)
@@ -208,3 +209,27 @@ def test_standard_ca_keys_carry_their_clip_positions():
     # positions are normalised by the valid length (DETR normalize=True): padding does not move them
     padded, pmask = torch.cat([D, torch.randn(1, 4, 16)], 1), torch.cat([mask, torch.zeros(1, 4, dtype=torch.bool)], 1)
     torch.testing.assert_close(sca(H, R, padded, pmask, lengths, query_pos=qpos)[0], out)
+
+
+def test_beta_starts_where_the_config_says_zero_by_default():
+    """Eq. 3: β^ℓ is zero-initialised; ``beta_init`` (issue 21 point 5) starts every level elsewhere."""
+    assert (build_model("sdst", SMALL, 32, 24, 4).beta == 0).all()
+    torch.testing.assert_close(build_model("sdst", {**SMALL, "beta_init": 0.3}, 32, 24, 4).beta.detach(),
+                               torch.full((4,), 0.3))
+
+
+def test_input_norm_none_leaves_the_features_as_cached():
+    """input_norm "none": the trainer's fit leaves mean 0 / std 1, so the projection sees the raw features."""
+    from sdst.model.layers import InputNorm
+
+    arrays = [torch.randn(2, 5, 3) * 4 + 7, torch.randn(2, 9, 3) * 4 + 7]
+    on, off = InputNorm(2, 3), InputNorm(2, 3, enabled=False)
+    on.fit(arrays)
+    off.fit(arrays)
+    x = torch.cat(arrays, 1).unsqueeze(0).half()
+    torch.testing.assert_close(off(x), x.float())
+    pooled = torch.cat(arrays, 1).double()
+    torch.testing.assert_close(on(x.float()).double(), (x.double() - pooled.mean(1)[None, :, None])
+                               / pooled.std(1, unbiased=False)[None, :, None], rtol=1e-4, atol=1e-4)
+    model = build_model("sdst", {**SMALL, "input_norm": "none"}, 32, 24, 4)
+    assert not model.video_norm.enabled and not model.text_norm.enabled

@@ -39,6 +39,9 @@ class SDSTConfig:
     act_layers: int = value(3, ge=1)  # (Tab. A)
     act_hidden: int = value(128, ge=1)  # [decided] the paper gives no width; 128 brings the total to Tab. J's 4.10 M
     detach_references: bool = value(True)  # stop gradients through R between levels [decided, DAB-DETR]
+    beta_init: float = value(0.0, ge=0, le=1)  # β^ℓ at initialisation (Eq. 3: zero, so D^1 = V at the first level)
+    input_norm: str = value("standardise", choices=("standardise", "none"))  # cached features standardised per
+    #   layer and channel with training-set statistics before F_v, F_t [decided: InputNorm]; "none" feeds them raw
 
 
 @dataclass

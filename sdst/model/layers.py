@@ -65,16 +65,20 @@ class InputNorm(nn.Module):
     per-clip spread is ~14% of the magnitude). Dropout 0.5 at the input of F_v/F_t (Tab. A) applied to such
     features turns that shared part into noise that drowns the signal (a fixed batch could not be fitted);
     centring and scaling first removes it. The statistics are buffers, so checkpoints carry them.
+    ``enabled=False`` keeps mean 0 and std 1 (``fit`` leaves them): the features pass unchanged but in float32.
     """
 
-    def __init__(self, layers: int, dim: int):
+    def __init__(self, layers: int, dim: int, enabled: bool = True):
         super().__init__()
+        self.enabled = enabled
         self.register_buffer("mean", torch.zeros(layers, dim))
         self.register_buffer("std", torch.ones(layers, dim))
 
     @torch.no_grad()
     def fit(self, arrays, eps: float = 1e-5) -> None:
         """arrays: iterable of (K, N, D) feature arrays (clips or tokens); accumulated in float64."""
+        if not self.enabled:
+            return
         total = sq = None
         n = 0
         for a in arrays:

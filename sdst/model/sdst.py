@@ -115,15 +115,16 @@ class SDST(nn.Module):
                     raise ValueError(f"level {lvl} is not among the {cache_layers} cached layers")
         f, m, k = cfg.hidden_dim, cfg.num_queries, len(self.levels)
         n_cache = cache_layers or max(max(self.levels), max(self.text_levels), -min(self.levels + self.text_levels) - 1) + 1
-        self.video_norm = InputNorm(n_cache, video_dim)  # training-set statistics, set by the trainer
-        self.text_norm = InputNorm(n_cache, text_dim)
+        standardise = cfg.input_norm == "standardise"
+        self.video_norm = InputNorm(n_cache, video_dim, standardise)  # training-set statistics, set by the trainer
+        self.text_norm = InputNorm(n_cache, text_dim, standardise)
         self.video_proj = InputProjection(video_dim, f, cfg.input_dropout)  # F_v (Eq. 2), shared
         self.text_proj = InputProjection(text_dim, f, cfg.input_dropout)  # F_t (Eq. 2), shared
         self.text_pool = TextPool(f)
-        # β^ℓ ∈ [0, 1], zero-initialised (Eq. 3) [decided]: kept in [0, 1] by projection after every optimizer
-        # step (project_parameters), not by a clamp in the forward pass, whose gradient is exactly zero below 0
-        # so that a β an update pushed under 0 could never come back
-        self.beta = nn.Parameter(torch.zeros(k))
+        # β^ℓ ∈ [0, 1], zero-initialised (Eq. 3; cfg.beta_init tries others): kept in [0, 1] by projection after
+        # every optimizer step (project_parameters), not by a clamp in the forward pass, whose gradient is exactly
+        # zero below 0 so that a β an update pushed under 0 could never come back
+        self.beta = nn.Parameter(torch.full((k,), float(cfg.beta_init)))
         self.register_load_state_dict_post_hook(lambda module, _: module.project_parameters())
         self.layers = nn.ModuleList([SDSTLayer(cfg) for _ in range(1 if cfg.share_weights else k)])
         self.query_pos = MLP([f, f, f])  # DAB-DETR: positional query from the reference's sinusoids
