@@ -1,0 +1,125 @@
+"""Moment retrieval at every refinement level of one SDST-family checkpoint: does each step improve the moments?
+
+    python -m sdst.levels --checkpoint results/<ds>/<model>/seed<k>/checkpoint_best.pt --split val --out DIR
+                          [--features cache/<ds>/<hash>/summary.json] [--cache-dir cache] [--device cpu]
+
+Level ℓ's moments are the class logits and spans its decoder output predicts (the outputs the auxiliary losses
+of Eq. 13 train; the last level is the model's). Every level is ranked by the class probability p alone: the
+actionness head reads only the last level's spans, so Eq. 23's sqrt(p · actionness) exists for the last level
+only, and ``output`` gives it (the checkpoint's own predictions, as ``python -m sdst.infer`` writes them). Where
+the paper's Fig. 3 compares models with K = 1..4 steps, this reads the K levels of one trained model (issue 21
+point 5). ``DIR/levels.json`` holds the metrics; the split needs ground truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from extract.cli import exits_on_bad_input
+
+SHOWN = ("MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-short-mAP", "MR-middle-mAP", "MR-long-mAP")
+
+
+def level_records(model, dataset, clip_len: float, batch_size: int = 64, device: str = "cpu",
+                  sigma: float = 0.5, use_actionness: bool = True) -> tuple[list[list[dict]], list[dict]]:
+    """-> (records of every level ranked by p, in level order; the model's output records as sdst.infer ranks
+    them). One forward pass per batch, float32, eval mode."""
+    import torch
+
+    from sdst.data import batch_to, collate
+    from sdst.postprocess import to_records
+
+    model = model.to(device).eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    per_level: list[list[dict]] | None = None
+    output: list[dict] = []
+    with torch.no_grad():
+        for batch in loader:
+            batch = batch_to(batch, device)
+            out = model(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"])
+            levels = [*out["aux_outputs"], {"pred_logits": out["pred_logits"], "pred_spans": out["pred_spans"]}]
+            per_level = per_level or [[] for _ in levels]
+            for records, lvl in zip(per_level, levels):
+                records += to_records({**lvl, "saliency": out["saliency"]}, batch["meta"], clip_len, sigma=sigma,
+                                      use_actionness=False)
+            output += to_records(out, batch["meta"], clip_len, sigma=sigma, use_actionness=use_actionness)
+    return per_level or [], output
+
+
+def run(checkpoint: str, split: str, out: str | Path, features: str | None = None, cache_dir: str = "cache",
+        device: str = "cpu", batch_size: int = 64) -> dict:
+    from extract.annotations import load_annotations
+    from extract.devices import resolve_device
+    from sdst.checkpoint import model_from_checkpoint
+    from sdst.config import ranks_by_actionness
+    from sdst.data import FeatureDataset, cache_info, query_record
+    from sdst.diagnose import features_summary
+    from sdst.evaluate import evaluate
+
+    model, run_cfg, dims = model_from_checkpoint(checkpoint)
+    if run_cfg["model"]["arch"] != "sdst":
+        raise ValueError(f"{checkpoint}: arch {run_cfg['model']['arch']!r} has no refinement levels "
+                         "(python -m sdst.levels reads SDST-family checkpoints)")
+    data, train = run_cfg["data"], run_cfg["train"]
+    if split not in data["annotations"]:
+        raise ValueError(f"split {split!r} is not one of the dataset's annotation files {sorted(data['annotations'])}")
+    info = cache_info(str(features or features_summary(dims, data["name"], cache_dir)))
+    queries = load_annotations(data["annotations"][split], require_labels=True)
+    ds = FeatureDataset(queries, info.store, data["clip_len"], data["saliency"], min_clips=0, failed=info.failed,
+                        failed_queries=info.failed_queries)
+    if not len(ds):
+        raise ValueError(f"{split}: no query of the split has features in {info.store}")
+    per_level, output = level_records(model, ds, data["clip_len"], batch_size, resolve_device(device),
+                                      train["nms_sigma"], ranks_by_actionness(train))
+    gt = [query_record(q) for q in ds.items]
+    brief = lambda records: evaluate(records, gt, data["eval_type"])["brief"]  # noqa: E731
+    result = {"checkpoint": str(checkpoint), "model": run_cfg["model"].get("name"), "dataset": data["name"],
+              "split": split, "seed": run_cfg.get("seed"), "queries": len(ds),
+              "levels": [{"level": i + 1, "cache_layer": layer, "ranked_by": "p", "metrics": brief(records)}
+                         for i, (layer, records) in enumerate(zip(model.levels, per_level))],
+              "output": {"ranked_by": "sqrt(p * actionness)" if ranks_by_actionness(train) else "p",
+                         "metrics": brief(output)}}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "levels.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _cell(value) -> str:
+    return "–" if value is None else f"{value:.2f}"  # a length range without windows has no value
+
+
+def table(result: dict) -> str:
+    """The levels as a Markdown table (what the CLI prints)."""
+    rows = [f"| level (cached layer) | {' | '.join(SHOWN)} |", "|---|" + "---:|" * len(SHOWN)]
+    for lvl in result["levels"]:
+        rows.append(f"| {lvl['level']} ({lvl['cache_layer']}) | "
+                    + " | ".join(_cell(lvl["metrics"][k]) for k in SHOWN) + " |")
+    rows.append(f"| output, ranked by {result['output']['ranked_by']} | "
+                + " | ".join(_cell(result["output"]["metrics"][k]) for k in SHOWN) + " |")
+    return "\n".join(rows)
+
+
+@exits_on_bad_input
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sdst.levels", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="checkpoint of an SDST-family model")
+    p.add_argument("--split", required=True, help="annotation split with ground truth, e.g. val")
+    p.add_argument("--out", required=True, help="folder for levels.json")
+    p.add_argument("--features", help="extraction summary.json (default: the cache the checkpoint names)")
+    p.add_argument("--cache-dir", default="cache", help="extract.cache_dir of config.yaml (default: cache)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=64)
+    args = p.parse_args(argv)
+    result = run(args.checkpoint, args.split, args.out, args.features, args.cache_dir, args.device, args.batch_size)
+    print(f"{result['model']} on {result['dataset']} {result['split']} ({result['queries']} queries):")
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

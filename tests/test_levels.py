@@ -1,0 +1,83 @@
+"""Moment retrieval per refinement level (sdst.levels): each level's windows from that level's outputs, ranked by
+p; the output row is what sdst.infer and the evaluator give the checkpoint."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import torch
+
+from conftest import ROOT, make_synthetic_cache, synthetic_run
+from extract.annotations import load_annotations
+from sdst.checkpoint import save_checkpoint
+from sdst.data import FeatureDataset, cache_info
+from sdst.evaluate import evaluate
+from sdst.infer import run_split
+from sdst.levels import level_records, run, table
+from sdst.model import build_model
+
+
+class _Scripted(torch.nn.Module):
+    """Two levels and two decoder queries with known outputs: level 1 predicts the whole video first, level 2 its
+    first tenth first; the actionness reverses level 2's order."""
+
+    levels = [-2, -1]
+
+    def forward(self, video, video_mask, text, text_mask):
+        b, t = video_mask.shape
+        spans = lambda rows: torch.tensor(rows).expand(b, -1, -1)  # noqa: E731  (centre, width) of the valid length
+        logits = torch.tensor([2.0, 0.0]).expand(b, -1)
+        return {"aux_outputs": [{"pred_logits": logits, "pred_spans": spans([[0.5, 1.0], [0.25, 0.5]])}],
+                "pred_logits": logits, "pred_spans": spans([[0.05, 0.1], [0.75, 0.5]]),
+                "pred_actionness": torch.tensor([0.01, 1.0]).expand(b, -1), "saliency": torch.zeros(b, t)}
+
+
+def test_each_level_is_read_from_its_own_outputs_and_ranked_by_p(tmp_path):
+    cache = make_synthetic_cache(tmp_path / "cache", n_train=2, n_val=3)
+    info = cache_info(cache["summary"])
+    ds = FeatureDataset(load_annotations(cache["annotations"]["val"]), info.store, 2.0, "qvh", min_clips=0)
+    (level1, level2), output = level_records(_Scripted(), ds, clip_len=2.0)
+    p = [1 / (1 + math.exp(-2.0)), 0.5]
+    for i, q in enumerate(ds.items):
+        length = min(q.duration, ds[i]["video"].shape[1] * 2.0)
+        first, second = level1[i]["pred_relevant_windows"], level2[i]["pred_relevant_windows"]
+        assert first[0][:2] == [0.0, round(length, 4)] and first[0][2] == round(p[0], 6)
+        assert first[1][:2] == [0.0, round(length / 2, 4)]
+        assert second[0][:2] == [0.0, round(length / 10, 4)] and second[0][2] == round(p[0], 6)
+        # the model's output ranks level 2 by sqrt(p · actionness) (Eq. 23): the second query comes first
+        top = output[i]["pred_relevant_windows"][0]
+        assert top[:2] == [round(length / 2, 4), round(length, 4)] and top[2] == round(math.sqrt(p[1] * 1.0), 6)
+
+
+def test_the_output_row_is_what_inference_and_the_evaluator_give_the_checkpoint(tmp_path):
+    cache = make_synthetic_cache(tmp_path / "cache", n_train=4, n_val=6)
+    run_cfg = synthetic_run(cache["annotations"])
+    torch.manual_seed(0)
+    model = build_model("sdst", run_cfg["model"]["params"], 24, 20, 4)
+    ckpt = tmp_path / "checkpoint_best.pt"
+    save_checkpoint(ckpt, {"run": run_cfg, "dims": {"video": 24, "text": 20, "layers": 4, "extraction": None},
+                           "model": model.state_dict()})
+    result = run(str(ckpt), "val", tmp_path / "out", features=cache["summary"])
+    assert [lvl["cache_layer"] for lvl in result["levels"]] == [-4, -3, -2, -1] and result["queries"] == 6
+    run_split(str(ckpt), cache["summary"], "val", str(tmp_path / "pred.jsonl"), device="cpu")
+    read = lambda p: [__import__("json").loads(x) for x in open(p)]  # noqa: E731
+    expected = evaluate(read(tmp_path / "pred.jsonl"), read(tmp_path / "pred.jsonl.gt.jsonl"), "qvh")["brief"]
+    assert result["output"]["metrics"] == expected
+    assert (tmp_path / "out" / "levels.json").is_file()
+    assert table(result).count("\n") == 2 + 4  # header, rule, 4 levels, output
+
+
+def test_models_without_levels_are_refused(tmp_path):
+    cache = make_synthetic_cache(tmp_path / "cache", n_train=2, n_val=2)
+    run_cfg = synthetic_run(cache["annotations"])
+    run_cfg["model"] = {"arch": "actionformer", "name": "actionformer", "params": {"hidden_dim": 32}}
+    model = build_model("actionformer", run_cfg["model"]["params"], 24, 20, 4)
+    ckpt = tmp_path / "c.pt"
+    save_checkpoint(ckpt, {"run": run_cfg, "dims": {"video": 24, "text": 20, "layers": 4, "extraction": None},
+                           "model": model.state_dict()})
+    proc = subprocess.run([sys.executable, "-m", "sdst.levels", "--checkpoint", str(ckpt), "--split", "val",
+                           "--out", str(tmp_path / "o"), "--features", cache["summary"]],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "no refinement levels" in proc.stderr and "actionformer" in proc.stderr
