@@ -103,6 +103,20 @@ def table(result: dict) -> str:
     return "\n".join(rows)
 
 
+def report_section(json_paths: list[str]) -> str:
+    """Markdown for the significance report: per SDST-family model its levels table (first seed)."""
+    if not json_paths:
+        return ""
+    lines = ["## Moment retrieval per refinement level", "",
+             "What each refinement level of the first seed's checkpoint predicts on the headline split (sdst.levels): "
+             "every level ranked by the class probability p, the last row the model's output as evaluated.", ""]
+    for path in json_paths:
+        result = json.loads(Path(path).read_text())
+        lines += [f"### {result['model']} on {result['dataset']} (seed {result['seed']}, {result['queries']} "
+                  "queries)", "", table(result), ""]
+    return "\n".join(lines)
+
+
 @exits_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sdst.levels", description=__doc__,

@@ -93,9 +93,19 @@ def test_report_shows_the_length_breakdown_and_the_offsets_figures(tmp_path):
     (folder / "offsets.json").write_text(json.dumps(stats))
     plot(collected, stats, folder / "offsets.png")
     out = tmp_path / "rep" / "report.md"
-    build(paths, out, SETS, block_by_seed=True, offsets=[str(folder / "offsets.json"), str(folder / "offsets.png")])
+    metrics = {k: 10.0 * i for i, k in enumerate(["MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-short-mAP",
+                                                   "MR-middle-mAP"])}
+    levels = {"model": "a", "dataset": "d", "seed": 0, "queries": 5, "output": {"ranked_by": "p", "metrics": {
+        **metrics, "MR-long-mAP": 7.0}}, "levels": [{"level": 1, "cache_layer": -2, "metrics": {
+            **metrics, "MR-long-mAP": None}}, {"level": 2, "cache_layer": -1, "metrics": {**metrics, "MR-long-mAP": 5.0}}]}
+    (folder / "levels.json").write_text(json.dumps(levels))
+    build(paths, out, SETS, block_by_seed=True, offsets=[str(folder / "offsets.json"), str(folder / "offsets.png")],
+          levels=[str(folder / "levels.json")])
     text = out.read_text()
     assert text.index("## Friedman / Nemenyi") < text.index("## By moment length") < text.index("## Where the")
+    assert text.index("## Where the") < text.index("## Moment retrieval per refinement level")
+    assert "| 1 (-2) | 0.00 | 10.00 | 20.00 | 30.00 | 40.00 | – |" in text  # no long windows: no value
+    assert "| output, ranked by p | 0.00 | 10.00 | 20.00 | 30.00 | 40.00 | 7.00 |" in text
     assert "| a | 40.00 ± 0.50 | 50.00 ± 0.50 | 10.00 ± 0.50 | 72.00 ± 0.50 |" in text
     assert "pairs in reverse order: a / b" in text and "The ranking changes with moment length" in text
     mean0 = stats["levels"][0]["heads"][0]["mean"]

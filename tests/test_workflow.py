@@ -260,6 +260,7 @@ def test_dataset_seeds_report_guard_and_offsets_figures_are_planned(tmp_path):
     target = "results/demo/significance/report.md"
     jobs = planned(ROOT, tmp_path, target)
     assert jobs["train"] == 8 and jobs["diagnose_offsets"] == 2  # 4 models x 2 seeds; sdst and sdst_defca
+    assert jobs["diagnose_levels"] == 2  # the SDST family: sdst and sdst_defca
     out = snakemake(ROOT, tmp_path, "-n", target).stdout
     assert "/seed7/" in out and "/seed0/" not in out
     assert re.search(r"input: results/demo/sdst_defca/seed3/checkpoint_best.pt, cache/demo/\w+/summary.json", out)

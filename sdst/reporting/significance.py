@@ -3,13 +3,14 @@
     python -m sdst.reporting.significance --metrics results/D/M/metrics.json ... --out results/significance/report.md
                           [--metric-set qvh=MR-full-R1@0.5,... --metric-set mr=...] [--block-by-seed]
                           [--lower-is-better m1,m2] [--alpha 0.05] [--gt DATASET=FILE ...]
-                          [--offsets results/D/M/diagnose/offsets.json ...]
+                          [--offsets results/D/M/diagnose/offsets.json ...] [--levels results/D/M/diagnose/levels.json ...]
 
 Reads each model's aggregated metrics (sdst.reporting.aggregate), writes beside ``report.md``: ``scores.csv``
 (model,dataset,metric,seed,value — the input of ``python -m sdst.reporting.stats``), ``report.json`` (the statistics)
 and ``cd_diagram.png``. The models are the treatments, ranked within each block (dataset x metric, or
 dataset x metric x seed); blocks with a missing value are dropped and counted. Then the breakdown by moment
-length (sdst.reporting.lengths) and, for SDST-family models, where their deformable offsets point (sdst.diagnose).
+length (sdst.reporting.lengths) and, for SDST-family models, where their deformable offsets point (sdst.diagnose)
+and what each refinement level predicts (sdst.levels).
 """
 
 from __future__ import annotations
@@ -119,9 +120,11 @@ def render(tables: dict, result: dict | None, metric_sets: dict, error: str | No
 
 def build(paths: list[str], out: str | Path, metric_sets: dict | None = None, block_by_seed: bool = False,
           lower_is_better=(), alpha: float = 0.05, gt: dict[str, str] | None = None,
-          offsets: list[str] = ()) -> dict | None:
+          offsets: list[str] = (), levels: list[str] = ()) -> dict | None:
     """The report; ``gt`` (dataset -> headline-split annotations) counts the windows of the length breakdown
-    (sdst.reporting.lengths), ``offsets`` are the offsets.json of SDST-family models (sdst.diagnose, figure beside)."""
+    (sdst.reporting.lengths), ``offsets`` are the offsets.json of SDST-family models (sdst.diagnose, figure beside),
+    ``levels`` their levels.json (sdst.levels)."""
+    from sdst import levels as refinement
     from sdst.diagnose import report_section
     from sdst.reporting import lengths, stats
     from sdst.reporting.cd_diagram import plot_cd_diagram
@@ -147,7 +150,8 @@ def build(paths: list[str], out: str | Path, metric_sets: dict | None = None, bl
     (out.parent / "report.json").write_text(json.dumps({**summary, "by_length": stats._jsonable(by_length)},
                                                        indent=2) + "\n")
     sections = [render(tables, result, metric_sets, error), lengths.render(by_length),
-                report_section([p for p in offsets if p.endswith(".json")], out.parent)]
+                report_section([p for p in offsets if p.endswith(".json")], out.parent),
+                refinement.report_section(levels)]
     out.write_text("\n".join(s.rstrip("\n") + "\n" for s in sections if s))
     write_html(out, "Significance report")  # the same page for Snakemake's report, CD diagram embedded
     return result
@@ -182,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="a dataset's headline-split annotations (GT windows per length range)")
     p.add_argument("--offsets", nargs="*", default=[],
                    help="offsets.json (and .png) of SDST-family models (python -m sdst.diagnose)")
+    p.add_argument("--levels", nargs="*", default=[],
+                   help="levels.json of SDST-family models (python -m sdst.levels)")
     args = p.parse_args(argv)
     sets = {}
     for item in args.metric_set:
@@ -189,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         sets[kind] = [n for n in names.split(",") if n]
     gt = dict(item.split("=", 1) for item in args.gt)
     result = build(args.metrics, args.out, sets, args.block_by_seed,
-                   [m for m in args.lower_is_better.split(",") if m], args.alpha, gt, args.offsets)
+                   [m for m in args.lower_is_better.split(",") if m], args.alpha, gt, args.offsets, args.levels)
     if result:
         fr = result["friedman"]
         print(f"{args.out}: Friedman chi2 = {fr['statistic']:.3f}, p = {_p(fr['pvalue'])}, "

@@ -370,6 +370,31 @@ def report_offsets(wc):
     return [f.removesuffix(".png") + ".json" for f in figures] + figures
 
 
+def has_levels(ds, model):
+    """Whether a variant is SDST-family (arch sdst: K refinement levels, each with its own moments; sdst.levels)."""
+    return resolve_run(config, ds, model, 0)["model"]["arch"] == "sdst"
+
+
+def levels_json(ds, model):
+    return f"results/{ds}/{model}/diagnose/levels.json"
+
+
+def levels_checkpoint(wc):
+    """The first seed's best checkpoint of an SDST-family model (input of rule diagnose_levels)."""
+    if not has_levels(wc.dataset, wc.model):
+        config_error(
+            f"{levels_json(wc.dataset, wc.model)}: model '{wc.model}' has no refinement levels "
+            "(the levels diagnostic is for arch sdst)"
+        )
+    return f"results/{wc.dataset}/{wc.model}/seed{seeds(wc.dataset)[0]}/checkpoint_best.pt"
+
+
+def report_levels(wc):
+    """The levels.json of the report's SDST-family models (first seed)."""
+    spec = report_entry(wc.folder)
+    return [levels_json(d, m) for d in spec["datasets"] for m in spec["models"] if has_levels(d, m)]
+
+
 def report_ground_truth(wc):
     """Each dataset's headline-split annotations: the GT windows counted per length range."""
     spec = report_entry(wc.folder)

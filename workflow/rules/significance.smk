@@ -5,11 +5,13 @@
 
 rule significance_report:
     """Tables of mean ± std per dataset and model, parameter counts, then the statistics across all of them, the
-    breakdown by moment length and, for SDST-family models, where the deformable offsets point (Fig. 4)."""
+    breakdown by moment length and, for SDST-family models, where the deformable offsets point (Fig. 4) and what
+    each refinement level predicts."""
     input:
         metrics=report_inputs,
         gt=lambda wc: list(report_ground_truth(wc).values()),
         offsets=report_offsets,
+        levels=report_levels,
     output:
         report="{folder}/report.md",
         json="{folder}/report.json",
@@ -38,5 +40,6 @@ rule significance_report:
         spec=lambda wc: report_spec(wc.folder),
         gt=report_gt_options,
     shell:
-        "python -m sdst.reporting.significance --metrics {input.metrics} --offsets {input.offsets} {params.gt} --out {output.report} "
+        "python -m sdst.reporting.significance --metrics {input.metrics} --offsets {input.offsets} --levels {input.levels} "
+        "{params.gt} --out {output.report} "
         "{params.spec} > {log} 2>&1"

@@ -238,6 +238,34 @@ rule examples:
         "--out {output} > {log} 2>&1"
 
 
+rule diagnose_levels:
+    """Moment retrieval at every refinement level of an SDST-family model over the headline split, from the first
+    seed's best checkpoint (sdst.levels)."""
+    input:
+        ckpt=levels_checkpoint,
+        features=ancient(lambda wc: f"{xdir(wc.dataset)}/summary.json"),
+    output:
+        json="results/{dataset}/{model}/diagnose/levels.json",
+    log:
+        "logs/diagnose/{dataset}/{model}.levels.log",
+    conda:
+        "../../envs/sdst.yaml"
+    threads: max(train_setting(config, "threads"), 1)
+    resources:
+        gpu=gpus(train_setting(config, "device")),
+        mem_mb=job_mem_mb("predict"),
+        runtime=lambda wc: TINY_MIN if backbone(wc) == "tiny" else 60,
+        device=train_setting(config, "device"),
+    params:
+        code=arch_code("sdst.levels"),
+        features=features_digest,
+        split=lambda wc: report_splits(wc.dataset)[0],
+        out=lambda wc, output: str(Path(output.json).parent),
+    shell:
+        "python -m sdst.levels --checkpoint {input.ckpt} --features {input.features} --split {params.split} "
+        "--device {resources.device} --out {params.out} > {log} 2>&1"
+
+
 rule diagnose_offsets:
     """Where the deformable offsets point (paper Fig. 4): d_q = sum_p A_qp Delta_qp per level and head, relative
     to the reference's width, over the headline split, from the first seed's best checkpoint (sdst.diagnose)."""
