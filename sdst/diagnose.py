@@ -264,25 +264,48 @@ def features_summary(dims: dict, dataset: str, cache_dir: str | Path = "cache") 
     return path
 
 
-def run(checkpoint: str, split: str, out: str | Path, features: str | None = None, cache_dir: str = "cache",
-        device: str = "cpu", batch_size: int = 64) -> dict:
-    from extract.devices import resolve_device
+def checkpoint_split(checkpoint: str, split: str, features: str | None = None, cache_dir: str = "cache",
+                     require_labels: bool = False):
+    """(model in eval mode, run config, dataset of the split's queries with features) for a checkpoint diagnostic:
+    the annotations and the feature cache the checkpoint names (``features`` / ``cache_dir`` point elsewhere)."""
     from extract.annotations import load_annotations
     from sdst.checkpoint import model_from_checkpoint
-    from sdst.config import ranks_by_actionness
     from sdst.data import FeatureDataset, cache_info
 
     model, run_cfg, dims = model_from_checkpoint(checkpoint)
-    check_model(model, run_cfg)
     data = run_cfg["data"]
     if split not in data["annotations"]:
         raise ValueError(f"split {split!r} is not one of the dataset's annotation files {sorted(data['annotations'])}")
-    summary = features or features_summary(dims, data["name"], cache_dir)
-    info = cache_info(str(summary))
-    queries = load_annotations(data["annotations"][split], require_labels=False)
-    ds = FeatureDataset(queries, info.store, data["clip_len"], data["saliency"], min_clips=0, failed=info.failed)
+    info = cache_info(str(features or features_summary(dims, data["name"], cache_dir)))
+    queries = load_annotations(data["annotations"][split], require_labels=require_labels)
+    ds = FeatureDataset(queries, info.store, data["clip_len"], data["saliency"], min_clips=0, failed=info.failed,
+                        failed_queries=info.failed_queries)
     if not len(ds):
         raise ValueError(f"{split}: no query of the split has features in {info.store}")
+    return model, run_cfg, ds
+
+
+def checkpoint_parser(prog: str, doc: str, checkpoint_help: str, out_help: str) -> argparse.ArgumentParser:
+    """The command line shared by the checkpoint diagnostics (sdst.diagnose, sdst.levels)."""
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help=checkpoint_help)
+    p.add_argument("--split", required=True, help="annotation split of the checkpoint's dataset, e.g. val")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--features", help="extraction summary.json (default: the cache the checkpoint names)")
+    p.add_argument("--cache-dir", default="cache", help="extract.cache_dir of config.yaml (default: cache)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=64)
+    return p
+
+
+def run(checkpoint: str, split: str, out: str | Path, features: str | None = None, cache_dir: str = "cache",
+        device: str = "cpu", batch_size: int = 64) -> dict:
+    from extract.devices import resolve_device
+    from sdst.config import ranks_by_actionness
+
+    model, run_cfg, ds = checkpoint_split(checkpoint, split, features, cache_dir)
+    check_model(model, run_cfg)
+    data = run_cfg["data"]
     collected = collect(model, ds, batch_size, resolve_device(device), ranks_by_actionness(run_cfg["train"]))
     meta = {"checkpoint": str(checkpoint), "model": run_cfg["model"].get("name"), "dataset": data["name"],
             "split": split, "seed": run_cfg.get("seed"),
@@ -297,15 +320,9 @@ def run(checkpoint: str, split: str, out: str | Path, features: str | None = Non
 
 @exits_on_bad_input
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sdst.diagnose", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="checkpoint of an SDST-family model (rdsa or deformable_ca)")
-    p.add_argument("--split", required=True, help="annotation split of the checkpoint's dataset, e.g. val")
-    p.add_argument("--out", required=True, help="folder for offsets.png and offsets.json")
-    p.add_argument("--features", help="extraction summary.json (default: the cache the checkpoint names)")
-    p.add_argument("--cache-dir", default="cache", help="extract.cache_dir of config.yaml (default: cache)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=64)
+    p = checkpoint_parser("python -m sdst.diagnose", __doc__,
+                          "checkpoint of an SDST-family model (rdsa or deformable_ca)",
+                          "folder for offsets.png and offsets.json")
     args = p.parse_args(argv)
     stats = run(args.checkpoint, args.split, args.out, args.features, args.cache_dir, args.device, args.batch_size)
     for lvl in stats["levels"]:

@@ -13,7 +13,6 @@ point 5). ``DIR/levels.json`` holds the metrics; the split needs ground truth.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -51,27 +50,17 @@ def level_records(model, dataset, clip_len: float, batch_size: int = 64, device:
 
 def run(checkpoint: str, split: str, out: str | Path, features: str | None = None, cache_dir: str = "cache",
         device: str = "cpu", batch_size: int = 64) -> dict:
-    from extract.annotations import load_annotations
     from extract.devices import resolve_device
-    from sdst.checkpoint import model_from_checkpoint
     from sdst.config import ranks_by_actionness
-    from sdst.data import FeatureDataset, cache_info, query_record
-    from sdst.diagnose import features_summary
+    from sdst.data import query_record
+    from sdst.diagnose import checkpoint_split
     from sdst.evaluate import evaluate
 
-    model, run_cfg, dims = model_from_checkpoint(checkpoint)
+    model, run_cfg, ds = checkpoint_split(checkpoint, split, features, cache_dir, require_labels=True)
     if run_cfg["model"]["arch"] != "sdst":
         raise ValueError(f"{checkpoint}: arch {run_cfg['model']['arch']!r} has no refinement levels "
                          "(python -m sdst.levels reads SDST-family checkpoints)")
     data, train = run_cfg["data"], run_cfg["train"]
-    if split not in data["annotations"]:
-        raise ValueError(f"split {split!r} is not one of the dataset's annotation files {sorted(data['annotations'])}")
-    info = cache_info(str(features or features_summary(dims, data["name"], cache_dir)))
-    queries = load_annotations(data["annotations"][split], require_labels=True)
-    ds = FeatureDataset(queries, info.store, data["clip_len"], data["saliency"], min_clips=0, failed=info.failed,
-                        failed_queries=info.failed_queries)
-    if not len(ds):
-        raise ValueError(f"{split}: no query of the split has features in {info.store}")
     per_level, output = level_records(model, ds, data["clip_len"], batch_size, resolve_device(device),
                                       train["nms_sigma"], ranks_by_actionness(train))
     gt = [query_record(q) for q in ds.items]
@@ -119,15 +108,10 @@ def report_section(json_paths: list[str]) -> str:
 
 @exits_on_bad_input
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sdst.levels", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="checkpoint of an SDST-family model")
-    p.add_argument("--split", required=True, help="annotation split with ground truth, e.g. val")
-    p.add_argument("--out", required=True, help="folder for levels.json")
-    p.add_argument("--features", help="extraction summary.json (default: the cache the checkpoint names)")
-    p.add_argument("--cache-dir", default="cache", help="extract.cache_dir of config.yaml (default: cache)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=64)
+    from sdst.diagnose import checkpoint_parser
+
+    p = checkpoint_parser("python -m sdst.levels", __doc__, "checkpoint of an SDST-family model (arch sdst)",
+                          "folder for levels.json")
     args = p.parse_args(argv)
     result = run(args.checkpoint, args.split, args.out, args.features, args.cache_dir, args.device, args.batch_size)
     print(f"{result['model']} on {result['dataset']} {result['split']} ({result['queries']} queries):")
