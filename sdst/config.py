@@ -161,8 +161,8 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
     """The complete configuration of one run, as plain JSON-able data.
 
     Every source of a value (``model.datasets.<dataset>``, ``model.variants.<model>``, ``train``,
-    ``train.datasets.<dataset>``, ``--set``) is checked on its own against the dataclasses' declared types and
-    ranges, so an error names the key as the user wrote it (e.g. ``model.datasets.demo.hidden_dim``). The
+    ``train.datasets.<dataset>``, ``model.variants.<model>.train``, ``--set``) is checked on its own against the
+    dataclasses' declared types and ranges, so an error names the key as the user wrote it (e.g. ``model.datasets.demo.hidden_dim``). The
     workflow resolves every dataset x variant when it loads, so a bad value stops it before any job."""
     if dataset not in config["datasets"]:
         raise ValueError(f"dataset {dataset!r} is not configured; configured: {sorted(config['datasets'])}")
@@ -172,6 +172,7 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
     sets = sets or {}
     variant = dict(variants[model])
     arch = variant.pop("arch")
+    variant_train = variant.pop("train", {})  # training values of this variant only (e.g. a loss option)
     if arch not in ARCH_CONFIGS:
         raise ValueError(f"model variant {model!r}: unknown arch {arch!r}; registered: {sorted(ARCH_CONFIGS)}")
     for section in ("model", "train"):
@@ -199,7 +200,7 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
     train: dict = {}
     batch_key = "train.batch_size"
     for where, values in (("train", top), (f"train.datasets.{dataset}", per_ds_train),
-                          ("--set train", sets.get("train", {}))):
+                          (f"model.variants.{model}.train", variant_train), ("--set train", sets.get("train", {}))):
         check_values(TrainConfig, values, where)
         for k, v in values.items():  # loss and matcher merge key by key; the rest replace
             train[k] = {**train.get(k, {}), **v} if k in ("loss", "matcher") else v
@@ -207,6 +208,7 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
             batch_key = f"{where}.batch_size"
     tcfg = dataclass_from(TrainConfig, train, "train")
     _check_batch(tcfg, arch, batch_key)
+    _check_loss(tcfg, arch, model)
 
     ds = config["datasets"][dataset]
     data = {k: copy.deepcopy(ds[k]) for k in ("annotations", "clip_len", "saliency", "splits")}
@@ -254,6 +256,14 @@ def _check_batch(tcfg, arch: str, key: str) -> None:
         raise ConfigValueError(f"{key} {tcfg.batch_size}: the video-level alignment loss (Eq. 21, λ_align_video "
                                f"{align:g}) contrasts each query with the other videos of its batch and is always 0 "
                                "with one; use batch_size >= 2 or set train.loss.align_video: 0")
+
+
+def _check_loss(tcfg, arch: str, model: str) -> None:
+    """Options of SDST's set criterion only, refused where the workflow loads rather than when a job starts."""
+    norm = tcfg.loss.get("cls_norm", LossConfig.cls_norm)
+    if arch != "sdst" and norm != LossConfig.cls_norm:
+        raise ConfigValueError(f"model {model!r} (arch {arch}): train.loss.cls_norm {norm!r} is an option of SDST's "
+                               "set criterion; the dense detectors divide the focal loss by the positive points")
 
 
 def dataset_seeds(config: dict, dataset: str) -> list[int]:

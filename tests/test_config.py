@@ -53,6 +53,11 @@ def _with(path: str, v):
     ("train.datasets.demo.nms_sigma", float("nan"), "sdst", "train.datasets.demo.nms_sigma: expected a finite number"),
     ("train.datasets.demo.epoch", 3, "sdst", "train.datasets.demo: unknown key(s) ['epoch']"),
     ("train.datasets.dmeo", {"epochs": 3}, "sdst", "train.datasets: ['dmeo'] not among the configured datasets"),
+    ("model.variants.sdst.train", {"loss": {"cls_norm": "boxes"}}, "sdst",
+     "model.variants.sdst.train.loss.cls_norm: must be one of queries, windows"),
+    ("model.variants.sdst.train", {"epoch": 3}, "sdst", "model.variants.sdst.train: unknown key(s) ['epoch']"),
+    ("model.variants.actionformer.train", {"loss": {"cls_norm": "windows"}}, "actionformer",
+     "train.loss.cls_norm 'windows' is an option of SDST's set criterion"),
 ])
 def test_bad_value_is_refused_naming_its_key(path, v, model, message):
     with pytest.raises(ConfigValueError) as err:
@@ -68,6 +73,17 @@ def test_command_line_overrides_are_checked_too():
     # a --set of one loss weight keeps the configuration's other loss overrides
     cfg = _with("train.loss", {"sal": 0.5})
     assert resolve_run(cfg, "demo", "sdst", 0, parse_set(["train.loss.act=0"]))["train"]["loss"] == {"sal": 0.5, "act": 0}
+
+
+def test_a_variant_sets_training_values_of_its_own_between_the_datasets_and_the_command_line():
+    cfg = _with("model.variants.sdst_cls_windows",
+                {"arch": "sdst", "train": {"lr": 2e-4, "loss": {"cls_norm": "windows"}}})
+    cfg["train"]["datasets"]["demo"]["loss"] = {"sal": 0.5}
+    run = resolve_run(cfg, "demo", "sdst_cls_windows", 0)
+    assert run["train"]["loss"] == {"sal": 0.5, "cls_norm": "windows"} and run["train"]["lr"] == 2e-4
+    assert "train" not in run["model"]["params"]
+    assert resolve_run(cfg, "demo", "sdst", 0)["train"]["loss"] == {"sal": 0.5}  # the other variants keep theirs
+    assert resolve_run(cfg, "demo", "sdst_cls_windows", 0, parse_set(["train.lr=1e-3"]))["train"]["lr"] == 1e-3
 
 
 def test_shipped_configuration_and_every_default_pass():

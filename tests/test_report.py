@@ -97,7 +97,8 @@ def test_report_shows_the_length_breakdown_and_the_offsets_figures(tmp_path):
                                                    "MR-middle-mAP"])}
     levels = {"model": "a", "dataset": "d", "seed": 0, "queries": 5, "output": {"ranked_by": "p", "metrics": {
         **metrics, "MR-long-mAP": 7.0}}, "levels": [{"level": 1, "cache_layer": -2, "metrics": {
-            **metrics, "MR-long-mAP": None}}, {"level": 2, "cache_layer": -1, "metrics": {**metrics, "MR-long-mAP": 5.0}}]}
+            **metrics, "MR-long-mAP": None}},
+        {"level": 2, "cache_layer": -1, "metrics": {**metrics, "MR-long-mAP": 5.0}}]}
     (folder / "levels.json").write_text(json.dumps(levels))
     build(paths, out, SETS, block_by_seed=True, offsets=[str(folder / "offsets.json"), str(folder / "offsets.png")],
           levels=[str(folder / "levels.json")])

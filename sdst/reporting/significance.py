@@ -3,7 +3,8 @@
     python -m sdst.reporting.significance --metrics results/D/M/metrics.json ... --out results/significance/report.md
                           [--metric-set qvh=MR-full-R1@0.5,... --metric-set mr=...] [--block-by-seed]
                           [--lower-is-better m1,m2] [--alpha 0.05] [--gt DATASET=FILE ...]
-                          [--offsets results/D/M/diagnose/offsets.json ...] [--levels results/D/M/diagnose/levels.json ...]
+                          [--offsets results/D/M/diagnose/offsets.json ...]
+                          [--levels results/D/M/diagnose/levels.json ...]
 
 Reads each model's aggregated metrics (sdst.reporting.aggregate), writes beside ``report.md``: ``scores.csv``
 (model,dataset,metric,seed,value — the input of ``python -m sdst.reporting.stats``), ``report.json`` (the statistics)
