@@ -162,8 +162,9 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
 
     Every source of a value (``model.datasets.<dataset>``, ``model.variants.<model>``, ``train``,
     ``train.datasets.<dataset>``, ``model.variants.<model>.train``, ``--set``) is checked on its own against the
-    dataclasses' declared types and ranges, so an error names the key as the user wrote it (e.g. ``model.datasets.demo.hidden_dim``). The
-    workflow resolves every dataset x variant when it loads, so a bad value stops it before any job."""
+    dataclasses' declared types and ranges, so an error names the key as the user wrote it (e.g.
+    ``model.datasets.demo.hidden_dim``). The workflow resolves every dataset x variant when it loads, so a bad
+    value stops it before any job."""
     if dataset not in config["datasets"]:
         raise ValueError(f"dataset {dataset!r} is not configured; configured: {sorted(config['datasets'])}")
     variants = config["model"]["variants"]
