@@ -209,7 +209,7 @@ def resolve_run(config: dict, dataset: str, model: str, seed: int = 0, sets: dic
             batch_key = f"{where}.batch_size"
     tcfg = dataclass_from(TrainConfig, train, "train")
     _check_batch(tcfg, arch, batch_key)
-    _check_loss(tcfg, arch, model)
+    check_set_loss_options(tcfg.loss.get("cls_norm", LossConfig.cls_norm), arch, f"model {model!r} (arch {arch})")
 
     ds = config["datasets"][dataset]
     data = {k: copy.deepcopy(ds[k]) for k in ("annotations", "clip_len", "saliency", "splits")}
@@ -259,12 +259,12 @@ def _check_batch(tcfg, arch: str, key: str) -> None:
                                "with one; use batch_size >= 2 or set train.loss.align_video: 0")
 
 
-def _check_loss(tcfg, arch: str, model: str) -> None:
-    """Options of SDST's set criterion only, refused where the workflow loads rather than when a job starts."""
-    norm = tcfg.loss.get("cls_norm", LossConfig.cls_norm)
-    if arch != "sdst" and norm != LossConfig.cls_norm:
-        raise ConfigValueError(f"model {model!r} (arch {arch}): train.loss.cls_norm {norm!r} is an option of SDST's "
-                               "set criterion; the dense detectors divide the focal loss by the positive points")
+def check_set_loss_options(cls_norm: str, arch: str, where: str) -> None:
+    """Options of SDST's set criterion only: refused for other archs, where the workflow loads (resolve_run) and
+    where a criterion is built (the dense detectors' criterion calls this too)."""
+    if arch != "sdst" and cls_norm != LossConfig.cls_norm:
+        raise ConfigValueError(f"{where}: train.loss.cls_norm {cls_norm!r} is an option of SDST's set criterion; "
+                               "the dense detectors divide the focal loss by the positive points (ActionFormer)")
 
 
 def dataset_seeds(config: dict, dataset: str) -> list[int]:

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn as nn
 
-from sdst.config import LossConfig
+from sdst.config import LossConfig, check_set_loss_options
 from sdst.losses import float32_loss, layer_wise_nce, sample_positive_clips, sampled_nce, sigmoid_focal, video_level_nce
 from sdst.model.spans import span_cw_to_se
 
@@ -76,9 +76,7 @@ class DenseCriterion(nn.Module):
     def __init__(self, cfg: LossConfig | None = None, matcher=None):  # matcher: unused (label assignment)
         super().__init__()
         self.cfg = cfg or LossConfig()
-        if self.cfg.cls_norm != LossConfig.cls_norm:
-            raise ValueError(f"loss.cls_norm {self.cfg.cls_norm!r} is SDST's set criterion's option; the dense "
-                             "detectors divide the focal loss by the number of positive points (ActionFormer)")
+        check_set_loss_options(self.cfg.cls_norm, "dense", "the dense detectors' criterion")
 
     def targets(self, out: dict, spans: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """cls (B, N), reg (B, N, 2) (distances / stride), matched moment (B, N, 2) cw in [0, 1]."""
