@@ -107,12 +107,17 @@ def train_setting(config: dict, key: str):
 # How a run executes, not what it computes: left out of the run identity (the rule parameter Snakemake compares
 # and the resume check), passed to the job as flags instead.
 TRAIN_RUNTIME_KEYS = ("device", "threads", "num_workers", "preload", "eval_batch_size")
+# Where a run stops, not what an epoch computes: a run that differs from a checkpoint's only in these resumes from it
+# when its rule would have trained every epoch the checkpoint holds (sdst.train.trains_through).
+TRAIN_BUDGET_KEYS = ("epochs", "patience")
 
 
-def run_identity(run: dict) -> dict:
-    """The run configuration without the runtime keys: equal identities give equal results."""
+def run_identity(run: dict, budget: bool = True) -> dict:
+    """The run configuration without the runtime keys: equal identities give equal results. ``budget=False`` also
+    leaves out the budget rule (TRAIN_BUDGET_KEYS): equal then means equal epochs for as long as both runs train."""
+    leave_out = TRAIN_RUNTIME_KEYS + (() if budget else TRAIN_BUDGET_KEYS)
     out = copy.deepcopy(run)
-    out["train"] = {k: v for k, v in out["train"].items() if k not in TRAIN_RUNTIME_KEYS}
+    out["train"] = {k: v for k, v in out["train"].items() if k not in leave_out}
     return out
 
 

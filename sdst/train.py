@@ -9,6 +9,7 @@ as an uninterrupted one: the shuffling order is a function of (seed, epoch) and 
 (one row per epoch: losses, learning rate, it/s, selection metrics), ``curves.png`` and
 ``train_summary.json``. What the run prints on stderr is kept in ``checkpoint_last.pt`` too and printed again
 first when it resumes, so the log of a resumed run (the workflow's ``train.log``) holds the whole history.
+A run asked for a longer budget (more ``epochs``, a longer ``patience``) continues from its checkpoint_last.pt too.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from extract.devices import resolve_device
 from extract.cache import canonical_json
 from sdst.checkpoint import load_checkpoint, save_checkpoint
 from extract.cli import exits_on_bad_input
-from sdst.config import (LossConfig, MatcherConfig, check_layers_held, load_config, parse_set,
+from sdst.config import (TRAIN_BUDGET_KEYS, LossConfig, MatcherConfig, check_layers_held, load_config, parse_set,
                          ranks_by_actionness, resolve_run, run_identity, with_runtime)
 from sdst.data import FeatureDataset, batch_to, cache_info, collate, query_record, split_queries
 from sdst.evaluate import evaluate
@@ -116,6 +117,30 @@ class RunLog:
         print(line, file=sys.stderr, flush=True)
 
 
+NO_BEST = {"score": -math.inf, "epoch": 0}  # before the first epoch (which always trains)
+
+
+def stops_before(epoch: int, best: dict, t: dict) -> bool:
+    """The budget rule: epoch ``epoch`` (0-based) is not trained past ``epochs``, nor once ``patience`` epochs (if
+    set) have brought no better selection score than ``best``'s (1-based epoch)."""
+    patience = t.get("patience", 0)
+    return epoch >= t["epochs"] or bool(patience and epoch - best["epoch"] >= patience)
+
+
+def trains_through(history: list[dict], t: dict) -> bool:
+    """Whether the budget rule of ``t`` trains every epoch of ``history`` (the rows of a run, each with its
+    select_score), given the scores it would have seen: a run that differs from it only in that rule computes the
+    same epochs, so it may resume after them (a longer patience continues a stopped run) and ends as it would from
+    scratch."""
+    best = NO_BEST
+    for epoch, row in enumerate(history):
+        if stops_before(epoch, best, t):
+            return False
+        if row["select_score"] > best["score"]:
+            best = {"score": row["select_score"], "epoch": epoch + 1}
+    return True
+
+
 def resume_state(path: Path, run: dict, version: str, log: RunLog, extraction: dict | None = None,
                  features: str | None = None) -> dict | None:
     """checkpoint_last.pt's contents if this run may resume from it, else None (with the reason in the log):
@@ -128,9 +153,18 @@ def resume_state(path: Path, run: dict, version: str, log: RunLog, extraction: d
     except ValueError as err:  # unreadable, or refused as unsafe (sdst.checkpoint): never unpickled
         log(f"{err}; starting afresh")
         return None
-    if canonical_json(run_identity(state["run"])) != canonical_json(run_identity(run)) or state.get("code") != version:
+    if (canonical_json(run_identity(state["run"], budget=False)) != canonical_json(run_identity(run, budget=False))
+            or state.get("code") != version):
         log(f"{path}: written by another configuration or code version; starting afresh")
         return None
+    t, was = run["train"], state["run"]["train"]
+    if any(t.get(k) != was.get(k) for k in TRAIN_BUDGET_KEYS):
+        rule = f"{t['epochs']} epochs, patience {t.get('patience', 0)}"
+        if not trains_through(state["history"], t):
+            log(f"{path}: trained past where this run's budget rule ({rule}) stops; starting afresh")
+            return None
+        log(f"{path}: same run under another budget rule ({rule}), which trains all its {len(state['history'])} "
+            "epochs")
     if canonical_json(state.get("dims", {}).get("extraction")) != canonical_json(extraction):
         log(f"{path}: trained on features of another extraction; starting afresh")
         return None
@@ -285,7 +319,7 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     info = cache_info(features)
     state = resume_state(last_path, run, version, log, info.identity, info.digest)
     s = _prepare(run, out_dir, log, version, info)
-    start_epoch, iteration, history, best, best_state = 0, 0, [], {"score": -math.inf, "epoch": -1}, None
+    start_epoch, iteration, history, best, best_state = 0, 0, [], NO_BEST, None
     if state is not None:
         s.model.load_state_dict(state["model"])
         s.optimizer.load_state_dict(state["optimizer"])
@@ -298,10 +332,9 @@ def train(run: dict, features: str, out_dir: str | Path, progress: bool = True) 
     log(f"{run['model']['name']} ({run['model']['arch']}) on {run['data']['name']}, seed {run['seed']}: "
         f"{s.model.num_params():,} parameters, {len(s.train_ds)} train / {len(s.select_ds)} selection queries, "
         f"device {s.device}")
-    patience = t.get("patience", 0)
     for epoch in range(start_epoch, t["epochs"]):
-        if patience and epoch - best["epoch"] >= patience:  # checked first, so a resumed run stops where it did
-            log(f"stopping after epoch {epoch}: no better selection score for {patience} epochs "
+        if stops_before(epoch, best, t):  # checked first, so a resumed run stops where it did
+            log(f"stopping after epoch {epoch}: no better selection score for {t['patience']} epochs "
                 f"(best {best['score']:.2f} @ {best['epoch']})")
             break
         row, iteration = _train_epoch(s, epoch, iteration, progress)

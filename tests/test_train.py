@@ -19,7 +19,7 @@ from sdst.checkpoint import model_from_checkpoint, save_checkpoint
 from sdst.data import FeatureDataset, cache_info, collate
 from sdst.infer import run_split
 from sdst.model import build_model
-from sdst.train import train
+from sdst.train import train, trains_through
 
 
 def _train_cmd(run, summary, out):
@@ -131,6 +131,63 @@ def test_patience_stops_when_the_selection_score_stops_improving(tmp_path):
     log = (tmp_path / "r" / "train_log.csv").read_text()
     again = train(run, syn["summary"], tmp_path / "r", progress=False)
     assert again["epochs_trained"] == 3 and (tmp_path / "r" / "train_log.csv").read_text() == log
+
+
+def _rows(out):
+    """train_log.csv's rows without the one column that measures the machine (it_per_s)."""
+    import csv
+
+    with (out / "train_log.csv").open() as fh:
+        return [{k: v for k, v in row.items() if k != "it_per_s"} for row in csv.DictReader(fh)]
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_trains_through_replays_the_budget_rule():
+    """Epoch e (1-based) is trained while e - 1 < epochs and, with patience P, while fewer than P epochs have passed
+    since the best selection score so far; the history's scores decide, as they did while it trained."""
+    history = [{"select_score": s} for s in (5.0, 4.0, 4.5, 6.0, 6.0, 5.0)]  # best @ 1, then @ 4
+    assert trains_through(history, {"epochs": 6, "patience": 0})
+    assert not trains_through(history, {"epochs": 5, "patience": 0})
+    assert trains_through(history, {"epochs": 400, "patience": 3})  # epoch 4 is 3 after the best (1): trained
+    assert not trains_through(history, {"epochs": 400, "patience": 2})  # stops before epoch 4 (1-based)
+    assert trains_through(history[:3], {"epochs": 400, "patience": 2})
+    assert trains_through([], {"epochs": 1, "patience": 1})
+
+
+def test_a_run_resumes_under_a_longer_budget_and_ends_as_from_scratch(tmp_path, capsys):
+    """The budget rule (epochs, patience) decides where a run stops, not what an epoch computes: a finished or
+    stopped run asked for more epochs, or a longer patience, continues from checkpoint_last.pt and ends exactly as
+    the same run from scratch; one whose history the new rule would not all have trained starts afresh."""
+    syn = make_synthetic_cache(tmp_path / "cache")
+    short, long_ = (synthetic_run(syn["annotations"], epochs=e) for e in (2, 4))
+    train(short, syn["summary"], tmp_path / "grown", progress=False)
+    grown = train(long_, syn["summary"], tmp_path / "grown", progress=False)
+    fresh = train(long_, syn["summary"], tmp_path / "fresh", progress=False)
+    assert grown["epochs_trained"] == fresh["epochs_trained"] == 4
+    assert _rows(tmp_path / "grown") == _rows(tmp_path / "fresh")
+    wa, wb = _weights(tmp_path / "grown" / "checkpoint_last.pt"), _weights(tmp_path / "fresh" / "checkpoint_last.pt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert grown["select_metrics"] == fresh["select_metrics"] and grown["best_epoch"] == fresh["best_epoch"]
+
+    # patience: with a learning rate too small to move the score it never improves after epoch 1
+    def stalled(patience):
+        return synthetic_run(syn["annotations"], epochs=10, patience=patience, lr=1e-12)
+
+    out = tmp_path / "stalled"
+    assert train(stalled(2), syn["summary"], out, progress=False)["epochs_trained"] == 3
+    capsys.readouterr()
+    assert train(stalled(4), syn["summary"], out, progress=False)["epochs_trained"] == 5  # 2 more
+    said = capsys.readouterr().err  # what the job's train.log gets
+    assert "same run under another budget rule (10 epochs, patience 4), which trains all its 3 epochs" in said
+    assert "resuming from" in said and "epoch 4/10:" in said and "starting afresh" not in said
+    assert len(_rows(out)) == 5
+    # patience 1 would have stopped after epoch 2 of these 5: afresh, and 2 epochs
+    assert train(stalled(1), syn["summary"], out, progress=False)["epochs_trained"] == 2
+    assert "trained past where this run's budget rule (10 epochs, patience 1) stops; starting afresh" in \
+        capsys.readouterr().err
 
 
 def test_a_run_over_other_features_starts_afresh(tmp_path):
