@@ -280,17 +280,21 @@ def dataset_seeds(config: dict, dataset: str) -> list[int]:
 
 
 def load_config(path: str | Path) -> dict:
-    """config.yaml, validated against the workflow schema (the same check Snakemake runs)."""
+    """config.yaml, validated against the workflow schema and completed with its defaults: the configuration the
+    Snakefile's ``validate`` gives the workflow, so that a run resolved here (``python -m sdst.train --config``)
+    is the run the workflow trains."""
     import jsonschema
     import yaml
+    from snakemake.utils import validate
 
     path = Path(path)
     config = yaml.safe_load(path.read_text())
     schema_path = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
     schema = yaml.safe_load(schema_path.read_text())
-    try:
+    try:  # first for its error, which names the key
         jsonschema.validate(config, schema)
     except jsonschema.ValidationError as err:
         loc = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ValueError(f"{path}: {loc}: {err.message}") from None
+    validate(config, str(schema_path), set_default=True)  # Snakemake's own call: fills the schema's defaults
     return config

@@ -81,6 +81,18 @@ def test_demo_pipeline_outputs_and_metrics(demo):
     assert list((work / "logs/extract/demo").glob("*/shard*.log"))  # a log per job
 
 
+def test_the_command_line_resolves_the_run_the_workflow_trained(demo):
+    """`python -m sdst.train --config` resolves the run the workflow trains, the schema's defaults included (Snakemake
+    fills them in), so the two share a run identity: one resumes the other's checkpoint_last.pt."""
+    from sdst.checkpoint import load_checkpoint
+    from sdst.config import load_config, resolve_run, run_identity
+
+    proj, work = demo
+    trained = load_checkpoint(work / "results/demo/sdst/seed0/checkpoint_best.pt")["run"]
+    assert trained["data"]["splits"]["select_on_reported"] is False  # a schema default, absent from config.yaml
+    assert run_identity(resolve_run(load_config(work / "config.yaml"), "demo", "sdst", 0)) == run_identity(trained)
+
+
 def test_completed_run_has_nothing_to_do(demo):
     assert planned(*demo) == {}
 
