@@ -144,8 +144,9 @@ def trains_through(history: list[dict], t: dict) -> bool:
 def resume_state(path: Path, run: dict, version: str, log: RunLog, extraction: dict | None = None,
                  features: str | None = None) -> dict | None:
     """checkpoint_last.pt's contents if this run may resume from it, else None (with the reason in the log):
-    same run configuration, code and features (``extraction``: the cache's identity; ``features``: the
-    extraction's features digest, which changes when an item is re-extracted, e.g. from a regenerated video)."""
+    same run configuration (its budget rule aside, if that rule trains every epoch the checkpoint holds), code and
+    features (``extraction``: the cache's identity; ``features``: the extraction's features digest, which changes
+    when an item is re-extracted, e.g. from a regenerated video)."""
     if not path.is_file():
         return None
     try:
@@ -157,6 +158,12 @@ def resume_state(path: Path, run: dict, version: str, log: RunLog, extraction: d
             or state.get("code") != version):
         log(f"{path}: written by another configuration or code version; starting afresh")
         return None
+    if canonical_json(state.get("dims", {}).get("extraction")) != canonical_json(extraction):
+        log(f"{path}: trained on features of another extraction; starting afresh")
+        return None
+    if state.get("features", features) != features:  # checkpoints older than the digest have none
+        log(f"{path}: trained on other features (an item was re-extracted since); starting afresh")
+        return None
     t, was = run["train"], state["run"]["train"]
     if any(t.get(k) != was.get(k) for k in TRAIN_BUDGET_KEYS):
         rule = f"{t['epochs']} epochs, patience {t.get('patience', 0)}"
@@ -165,12 +172,6 @@ def resume_state(path: Path, run: dict, version: str, log: RunLog, extraction: d
             return None
         log(f"{path}: same run under another budget rule ({rule}), which trains all its {len(state['history'])} "
             "epochs")
-    if canonical_json(state.get("dims", {}).get("extraction")) != canonical_json(extraction):
-        log(f"{path}: trained on features of another extraction; starting afresh")
-        return None
-    if state.get("features", features) != features:  # checkpoints older than the digest have none
-        log(f"{path}: trained on other features (an item was re-extracted since); starting afresh")
-        return None
     for line in state.get("log", []):  # the history so far, then this run's lines
         log(line)
     log(f"resuming from {path} after epoch {state['epoch'] + 1}")
