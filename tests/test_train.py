@@ -3,6 +3,7 @@ ranking follows the run's configuration (Eq. 23 only with a trained actionness h
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -135,8 +136,6 @@ def test_patience_stops_when_the_selection_score_stops_improving(tmp_path):
 
 def _rows(out):
     """train_log.csv's rows without the one column that measures the machine (it_per_s)."""
-    import csv
-
     with (out / "train_log.csv").open() as fh:
         return [{k: v for k, v in row.items() if k != "it_per_s"} for row in csv.DictReader(fh)]
 
