@@ -77,8 +77,25 @@ def test_a_range_without_windows_and_datasets_without_ranges(tmp_path):
     d = breakdown([_metrics(tmp_path, m, v) for m, v in values.items()])["d"]
     assert "error" in d["ranks"]["long"] and "long" not in d["vs_full"]
     assert d["ranking_changes"] is False and d["windows"] is None
-    assert "- long: ranks not computed" in render({"d": d})
+    text = render({"d": d})
+    assert "- long: ranks not computed" in text
+    assert "(mean ranks of each range against the full set; ranges compared: short, middle)" in text
     mr = tmp_path / "mr.json"  # Charades-STA / TACoS metrics have no length ranges
     mr.write_text(json.dumps({"dataset": "c", "model": "a", "seeds": [0], "headline_split": "test",
                               "splits": {"test": {"MR-R1@0.5": {"mean": 1.0, "std": 0.0, "values": [1.0]}}}}))
     assert breakdown([str(mr)]) == {} and render({}) == ""
+
+
+def test_one_seed_says_the_change_of_ranking_is_not_known(tmp_path):
+    """One seed is one block: no range can be ranked, so the report must not claim the ranking holds."""
+    paths = []
+    for m, v in VALUES.items():
+        path = tmp_path / f"one_{m}.json"
+        split = {f"MR-{r}-mAP": {"mean": x[0], "std": 0.0, "values": x[:1]} for r, x in v.items()}
+        path.write_text(json.dumps({"dataset": "d", "model": m, "seeds": [0], "headline_split": "val",
+                                    "splits": {"val": split}}))
+        paths.append(str(path))
+    d = breakdown(paths)["d"]
+    assert d["vs_full"] == {} and d["ranking_changes"] is None
+    text = render({"d": d})
+    assert "does not change" not in text and "changes with moment length is not known" in text

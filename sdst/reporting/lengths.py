@@ -7,7 +7,8 @@ windows in its range; a range without any window has no value). Per dataset and 
 of each model, the number of GT windows (and of queries with one) in the range on the headline split, and the
 models' mean ranks with every seed a block (Friedman p from sdst.reporting.stats). The ranking of each range is compared
 with the full-set ranking (``MR-full-mAP``, ranked the same way): Kendall's τ of the mean ranks and the pairs
-of models in reverse order; the ranking "changes" when there is such a pair. Datasets scored without ranges
+of models in reverse order; the ranking "changes" when there is such a pair (and is not known when no range
+could be ranked, e.g. with one seed). Datasets scored without ranges
 (Charades-STA, TACoS: ``mr``) are skipped.
 """
 
@@ -96,7 +97,8 @@ def breakdown(paths: list[str], gt: dict[str, str] | None = None) -> dict:
             "models": {model: {r: e[METRICS[r]] for r in METRICS} for model, e in t["models"].items()},
             "ranks": {**ranks, "full": full},
             "vs_full": vs_full,
-            "ranking_changes": any(v["swapped_pairs"] for v in vs_full.values()),
+            # None: no range could be ranked against the full set (e.g. a single seed), so nothing is known
+            "ranking_changes": any(v["swapped_pairs"] for v in vs_full.values()) if vs_full else None,
         }
     return out
 
@@ -147,7 +149,12 @@ def render(result: dict) -> str:
                 pairs = "; ".join(f"{a} / {b}" for a, b in v["swapped_pairs"]) or "none"
                 text += f"; Kendall τ with the full-set ranking {tau}; pairs in reverse order: {pairs}"
             lines.append(text)
+        if d["ranking_changes"] is None:
+            lines += ["", "Whether the ranking changes with moment length is not known: no range could be ranked "
+                      "against the full set.", ""]
+            continue
         verdict = "changes" if d["ranking_changes"] else "does not change"
-        lines += ["", f"The ranking {verdict} with moment length (mean ranks of each range against the full set).",
-                  ""]
+        compared = ", ".join(r for r in RANGES if r in d["vs_full"])
+        lines += ["", f"The ranking {verdict} with moment length (mean ranks of each range against the full set; "
+                  f"ranges compared: {compared}).", ""]
     return "\n".join(lines)
