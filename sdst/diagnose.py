@@ -223,29 +223,36 @@ def plot(collected: dict, stats: dict, path: str | Path) -> Path:
 
 
 def report_section(json_paths: list[str], report_dir: str | Path) -> str:
-    """Markdown for the significance report: per model the figure (beside its JSON) and a table of the mean
-    d_q per level and head with the share beyond the ends."""
+    """Markdown for the significance report: per model a table of the mean d_q per level and head, mean ± std over
+    the seeds given (one offsets.json per seed), with the share beyond the ends, and the first seed's figure (the
+    PNG beside its JSON)."""
     import os
+
+    from sdst.reporting.over_seeds import by_model, cell, seeds_text
 
     if not json_paths:
         return ""
     lines = ["## Where the deformable offsets point (paper Fig. 4)", "",
-             "d_q = Σ_p A_qp Δ_qp of every decoder query over the headline split (first seed), in half-widths of the "
-             "moment each level refines: −1 / +1 are its predicted ends. Cells: mean d_q (share more than "
-             f"{MARGIN:g} half-widths beyond the ends); `init` is the head's value at initialisation.", ""]
-    for path in json_paths:
-        stats = json.loads(Path(path).read_text())
-        heads = stats["heads"]
-        lines += [f"### {stats['model']} on {stats['dataset']} ({stats['sparse_attention']}, seed {stats['seed']})", ""]
-        lines.append("| level | " + " | ".join(f"head {h}" for h in range(heads)) + " |")
-        lines.append("|---|" + "---:|" * heads)
-        init = stats["levels"][0]["heads"]
-        lines.append("| init | " + " | ".join(f"{s['init']:+.2f}" for s in init) + " |")
-        for lvl in stats["levels"]:
-            lines.append(f"| {lvl['level']} (layer {lvl['cache_layer']}) | " + " | ".join(
-                f"{s['mean']:+.2f} ({100 * s['frac_beyond_ends_by_margin']:.0f}%)" for s in lvl["heads"]) + " |")
-        figure = os.path.relpath(Path(path).with_suffix(".png"), report_dir)
-        lines += ["", f"![offsets of {stats['model']}]({figure})", ""]
+             "d_q = Σ_p A_qp Δ_qp of every decoder query over the headline split, from each seed's best checkpoint, "
+             "in half-widths of the moment each level refines: −1 / +1 are its predicted ends. Cells: the mean d_q, "
+             "mean ± std over seeds, and in brackets the share more than "
+             f"{MARGIN:g} half-widths beyond the ends (mean over seeds); `init` is the head's value at "
+             "initialisation. The figure is the first seed's.", ""]
+    for paths, runs in by_model(json_paths):
+        first = runs[0]
+        heads = first["heads"]
+        lines += [f"### {first['model']} on {first['dataset']} ({first['sparse_attention']}, {seeds_text(runs)})",
+                  "", "| level | " + " | ".join(f"head {h}" for h in range(heads)) + " |", "|---|" + "---:|" * heads]
+        lines.append("| init | " + " | ".join(f"{s['init']:+.2f}" for s in first["levels"][0]["heads"]) + " |")
+        for i, lvl in enumerate(first["levels"]):
+            cells = []
+            for h in range(heads):
+                stats = [r["levels"][i]["heads"][h] for r in runs]
+                share = sum(s["frac_beyond_ends_by_margin"] for s in stats) / len(stats)
+                cells.append(f"{cell([s['mean'] for s in stats], '+.2f')} ({100 * share:.0f}%)")
+            lines.append(f"| {lvl['level']} (layer {lvl['cache_layer']}) | " + " | ".join(cells) + " |")
+        figure = os.path.relpath(Path(paths[0]).with_suffix(".png"), report_dir)
+        lines += ["", f"![offsets of {first['model']}]({figure})", ""]
     return "\n".join(lines)
 
 

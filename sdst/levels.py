@@ -93,16 +93,38 @@ def table(result: dict) -> str:
 
 
 def report_section(json_paths: list[str]) -> str:
-    """Markdown for the significance report: per SDST-family model its levels table (first seed)."""
+    """Markdown for the significance report: per SDST-family model its levels table, mean ± std over the seeds
+    given (one levels.json per seed), and how the model's output compares with its last level ranked by p alone
+    (Eq. 23's actionness ranking against none), seed by seed."""
+    from sdst.reporting.over_seeds import by_model, cell, mean_std, seeds_text
+
     if not json_paths:
         return ""
     lines = ["## Moment retrieval per refinement level", "",
-             "What each refinement level of the first seed's checkpoint predicts on the headline split (sdst.levels): "
-             "every level ranked by the class probability p, the last row the model's output as evaluated.", ""]
-    for path in json_paths:
-        result = json.loads(Path(path).read_text())
-        lines += [f"### {result['model']} on {result['dataset']} (seed {result['seed']}, {result['queries']} "
-                  "queries)", "", table(result), ""]
+             "What each refinement level of each seed's best checkpoint predicts on the headline split "
+             "(sdst.levels), mean ± std over seeds: every level ranked by the class probability p, the last row the "
+             "model's output as evaluated.", ""]
+    for _, results in by_model(json_paths):
+        first = results[0]
+        lines += [f"### {first['model']} on {first['dataset']} ({seeds_text(results)}, {first['queries']} queries)",
+                  "", f"| level (cached layer) | {' | '.join(SHOWN)} |", "|---|" + "---:|" * len(SHOWN)]
+        for i, lvl in enumerate(first["levels"]):
+            lines.append(f"| {lvl['level']} ({lvl['cache_layer']}) | " + " | ".join(
+                cell([r["levels"][i]["metrics"][k] for r in results]) for k in SHOWN) + " |")
+        lines.append(f"| output, ranked by {first['output']['ranked_by']} | " + " | ".join(
+            cell([r["output"]["metrics"][k] for r in results]) for k in SHOWN) + " |")
+        if first["output"]["ranked_by"] != "p":
+            parts = []
+            for k in ("MR-full-R1@0.7", "MR-full-mAP", "MR-long-mAP"):
+                diffs = [None if r["output"]["metrics"][k] is None or r["levels"][-1]["metrics"][k] is None
+                         else r["output"]["metrics"][k] - r["levels"][-1]["metrics"][k] for r in results]
+                mean, _ = mean_std(diffs)
+                if mean is not None:
+                    parts.append(f"{k} {cell(diffs, '+.2f')} (higher in {sum(d > 0 for d in diffs)} of "
+                                 f"{len(diffs)} seeds)")
+            if parts:
+                lines += ["", f"Output − level {first['levels'][-1]['level']} ranked by p: " + "; ".join(parts) + "."]
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -116,7 +116,7 @@ def test_summary_statistics_by_hand():
 def test_demo_checkpoint_offsets_figure_and_statistics(demo_workflow):
     """The shared demo run builds the figure for SDST (rule all); its statistics are finite and complete."""
     _, work = demo_workflow
-    folder = work / "results" / "demo" / "sdst" / "diagnose"
+    folder = work / "results" / "demo" / "sdst" / "seed0" / "diagnose"
     assert (folder / "offsets.png").stat().st_size > 10_000
     stats = json.loads((folder / "offsets.json").read_text())
     assert stats["dataset"] == "demo" and stats["split"] == "val" and stats["seed"] == 0
@@ -127,3 +127,25 @@ def test_demo_checkpoint_offsets_figure_and_statistics(demo_workflow):
             values = [s["mean"], s["std"], *s["quantiles"].values(), s["best_query"]["mean"]]
             assert all(math.isfinite(v) for v in values)
             assert 0.0 <= s["frac_beyond_ends"] <= 1.0 and 0.0 <= s["attention_beyond_video"] <= 1.0
+
+
+def test_report_section_averages_the_offsets_over_seeds(tmp_path):
+    """Two seeds' offsets.json: each cell is the mean over seeds of the head's mean d_q ± their std (ddof 1), and
+    the share beyond the ends is averaged; the figure shown is the first seed's."""
+    from sdst.diagnose import report_section
+
+    paths = []
+    for seed, (d0, share0) in ((1, (-1.3, 0.5)), (0, (-1.1, 0.1))):
+        heads = [{"init": -1.0, "mean": d0, "frac_beyond_ends_by_margin": share0},
+                 {"init": 1.0, "mean": 0.9, "frac_beyond_ends_by_margin": 0.0}]
+        stats = {"model": "m", "dataset": "d", "seed": seed, "sparse_attention": "rdsa", "heads": 2,
+                 "levels": [{"level": 1, "cache_layer": -1, "heads": heads}]}
+        folder = tmp_path / "results" / "d" / "m" / f"seed{seed}" / "diagnose"
+        folder.mkdir(parents=True)
+        (folder / "offsets.json").write_text(json.dumps(stats))
+        paths.append(str(folder / "offsets.json"))
+    text = report_section(paths, tmp_path / "rep")
+    assert "### m on d (rdsa, 2 seeds: 0, 1)" in text
+    # head 0: (−1.1 − 1.3) / 2 = −1.2, std sqrt(2 · 0.1²) = 0.14, share (10 % + 50 %) / 2 = 30 %
+    assert "| 1 (layer -1) | -1.20 ± 0.14 (30%) | +0.90 ± 0.00 (0%) |" in text
+    assert "![offsets of m](../results/d/m/seed0/diagnose/offsets.png)" in text

@@ -100,7 +100,7 @@ def test_extraction_page_shows_the_counts(page, report):
 
 @pytest.mark.parametrize("category, pattern, count", [("Training curves", "sdst/seed*/curves.png", 2),
                                                       ("Predictions", "sdst/examples/*.png", 4),
-                                                      ("Diagnostics", "sdst/diagnose/offsets.png", 1)])
+                                                      ("Diagnostics", "sdst/seed*/diagnose/offsets.png", 1)])
 def test_figures_load_at_their_size(page, report, category, pattern, count):
     files = sorted((report / "results" / "demo").glob(pattern))
     assert len(files) == count

@@ -3,6 +3,7 @@ p; the output row is what sdst.infer and the evaluator give the checkpoint."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -81,3 +82,33 @@ def test_models_without_levels_are_refused(tmp_path):
                            "--out", str(tmp_path / "o"), "--features", cache["summary"]],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "no refinement levels" in proc.stderr and "actionformer" in proc.stderr
+
+
+def test_report_section_gives_mean_and_std_over_seeds_and_the_actionness_difference(tmp_path):
+    """Three seeds of one model, values chosen by hand: each cell is mean ± std (ddof 1) over the seeds, a seed
+    without a value leaves the cell empty, and the output (ranked by actionness) is compared with the last level
+    ranked by p seed by seed."""
+    from sdst.levels import SHOWN, report_section
+
+    paths = []
+    for seed, (lvl2_r7, out_r7, out_map, long1) in enumerate([(40.0, 42.0, 30.0, 5.0), (50.0, 49.0, 31.0, None),
+                                                              (60.0, 62.0, 29.0, 6.0)]):
+        base = {k: 10.0 for k in SHOWN}
+        result = {"model": "m", "dataset": "d", "seed": 2 - seed, "queries": 7, "levels": [
+            {"level": 1, "cache_layer": -2, "metrics": {**base, "MR-long-mAP": long1}},
+            {"level": 2, "cache_layer": -1, "metrics": {**base, "MR-full-R1@0.7": lvl2_r7}}],
+            "output": {"ranked_by": "sqrt(p * actionness)", "metrics": {
+                **base, "MR-full-R1@0.7": out_r7, "MR-full-mAP": out_map}}}
+        path = tmp_path / f"levels{seed}.json"
+        path.write_text(json.dumps(result))
+        paths.append(str(path))
+    text = report_section(paths)
+    assert "### m on d (3 seeds: 0, 1, 2, 7 queries)" in text  # listed in seed order
+    assert "| 1 (-2) | 10.00 ± 0.00 | 10.00 ± 0.00 | 10.00 ± 0.00 | 10.00 ± 0.00 | 10.00 ± 0.00 | – |" in text
+    assert "| 2 (-1) | 10.00 ± 0.00 | 50.00 ± 10.00 |" in text  # 40, 50, 60: std sqrt((100 + 0 + 100) / 2) = 10
+    # 42, 49, 62: mean 51, std sqrt((81 + 4 + 121) / 2) = sqrt(103) = 10.15; mAP 30, 31, 29
+    assert "| output, ranked by sqrt(p * actionness) | 10.00 ± 0.00 | 51.00 ± 10.15 | 30.00 ± 1.00 |" in text
+    # output − level 2: R1@0.7 +2, −1, +2 (mean 1, std sqrt((1 + 4 + 1) / 2) = 1.73); mAP 20, 21, 19 (std 1)
+    expected = ("Output − level 2 ranked by p: MR-full-R1@0.7 +1.00 ± 1.73 (higher in 2 of 3 seeds); MR-full-mAP "
+                "+20.00 ± 1.00 (higher in 3 of 3 seeds); MR-long-mAP +0.00 ± 0.00 (higher in 0 of 3 seeds).")
+    assert expected in text

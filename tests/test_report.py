@@ -88,7 +88,7 @@ def test_report_shows_the_length_breakdown_and_the_offsets_figures(tmp_path):
                  "best": np.zeros(5, dtype=int)}
     stats = statistics(collected, [-2, -1], {"model": "a", "dataset": "d", "split": "val", "seed": 0,
                                              "sparse_attention": "rdsa"})
-    folder = tmp_path / "results" / "d" / "a" / "diagnose"
+    folder = tmp_path / "results" / "d" / "a" / "seed0" / "diagnose"
     folder.mkdir(parents=True)
     (folder / "offsets.json").write_text(json.dumps(stats))
     plot(collected, stats, folder / "offsets.png")
@@ -111,7 +111,7 @@ def test_report_shows_the_length_breakdown_and_the_offsets_figures(tmp_path):
     assert "pairs in reverse order: a / b" in text and "The ranking changes with moment length" in text
     mean0 = stats["levels"][0]["heads"][0]["mean"]
     assert f"| 1 (layer -2) | {mean0:+.2f} (" in text and "| init | -1.00 | +1.00 |" in text
-    assert "![offsets of a](../results/d/a/diagnose/offsets.png)" in text
+    assert "![offsets of a](../results/d/a/seed0/diagnose/offsets.png)" in text
     page = (out.parent / "report.html").read_text()
     assert '<img alt="offsets of a" src="data:image/png;base64,' in page
     by_length = json.loads((out.parent / "report.json").read_text())["by_length"]["d"]

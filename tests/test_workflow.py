@@ -263,19 +263,24 @@ def test_conda_envs_cover_the_dependencies():
 
 
 def test_dataset_seeds_report_guard_and_offsets_figures_are_planned(tmp_path):
-    """A dataset's own seeds decide its runs and the checkpoint of its offsets figures (the first seed); a report
-    builds the offsets figures of its SDST-family models only, and refuses a dataset with fewer seeds than its
-    min_seeds."""
+    """A dataset's own seeds decide its runs and the checkpoints of its diagnostics (every seed's for a report,
+    the first seed's figure for rule all); a report builds the offsets figures of its SDST-family models only, and
+    refuses a dataset with fewer seeds than its min_seeds."""
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["train"]["datasets"]["demo"]["seeds"] = [3, 7]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     target = "results/demo/significance/report.md"
     jobs = planned(ROOT, tmp_path, target)
-    assert jobs["train"] == 8 and jobs["diagnose_offsets"] == 2  # 4 models x 2 seeds; sdst and sdst_defca
-    assert jobs["diagnose_levels"] == 2  # the SDST family: sdst and sdst_defca
+    assert jobs["train"] == 8 and jobs["diagnose_offsets"] == 4  # 4 models x 2 seeds; sdst and sdst_defca x 2
+    assert jobs["diagnose_levels"] == 4  # the SDST family: sdst and sdst_defca, every seed
     out = snakemake(ROOT, tmp_path, "-n", target).stdout
     assert "/seed7/" in out and "/seed0/" not in out
-    assert re.search(r"input: results/demo/sdst_defca/seed3/checkpoint_best.pt, cache/demo/\w+/summary.json", out)
+    for seed in (3, 7):
+        assert re.search(rf"input: results/demo/sdst_defca/seed{seed}/checkpoint_best.pt, cache/demo/\w+/summary.json\n"
+                         rf"\s+output: results/demo/sdst_defca/seed{seed}/diagnose/offsets.png", out)
+    out = snakemake(ROOT, tmp_path, "-n", "--cores", "1").stdout  # rule all: the first seed's figures
+    figures = re.findall(r"output: (results/demo/\w+/seed\d+/diagnose/offsets.png)", out)
+    assert figures and all("/seed3/" in f for f in figures)
     cfg["significance"]["reports"]["results/demo/significance"]["min_seeds"] = 3
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = snakemake(ROOT, tmp_path, "-n", target, check=False)

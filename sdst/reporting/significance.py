@@ -3,8 +3,8 @@
     python -m sdst.reporting.significance --metrics results/D/M/metrics.json ... --out results/significance/report.md
                           [--metric-set qvh=MR-full-R1@0.5,... --metric-set mr=...] [--block-by-seed]
                           [--lower-is-better m1,m2] [--alpha 0.05] [--gt DATASET=FILE ...]
-                          [--offsets results/D/M/diagnose/offsets.json ...]
-                          [--levels results/D/M/diagnose/levels.json ...]
+                          [--offsets results/D/M/seed<k>/diagnose/offsets.json ...]
+                          [--levels results/D/M/seed<k>/diagnose/levels.json ...]
 
 Reads each model's aggregated metrics (sdst.reporting.aggregate), writes beside ``report.md``: ``scores.csv``
 (model,dataset,metric,seed,value — the input of ``python -m sdst.reporting.stats``), ``report.json`` (the statistics)
@@ -186,9 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gt", action="append", default=[], metavar="DATASET=FILE",
                    help="a dataset's headline-split annotations (GT windows per length range)")
     p.add_argument("--offsets", nargs="*", default=[],
-                   help="offsets.json (and .png) of SDST-family models (python -m sdst.diagnose)")
+                   help="offsets.json of every seed (and the .png shown) of SDST-family models "
+                        "(python -m sdst.diagnose)")
     p.add_argument("--levels", nargs="*", default=[],
-                   help="levels.json of SDST-family models (python -m sdst.levels)")
+                   help="levels.json of every seed of SDST-family models (python -m sdst.levels)")
     args = p.parse_args(argv)
     sets = {}
     for item in args.metric_set:

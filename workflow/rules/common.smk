@@ -325,18 +325,20 @@ def has_offsets(ds, model):
     )
 
 
-def offsets_figure(ds, model):
-    return f"results/{ds}/{model}/diagnose/offsets.png"
+def offsets_figure(ds, model, seed=None):
+    """The offsets figure of one seed (default: the dataset's first seed, the one rule all builds)."""
+    seed = seeds(ds)[0] if seed is None else seed
+    return f"results/{ds}/{model}/seed{seed}/diagnose/offsets.png"
 
 
 def diagnose_checkpoint(wc):
-    """The first seed's best checkpoint of an SDST-family model (input of rule diagnose_offsets)."""
+    """The seed's best checkpoint of an SDST-family model (input of rule diagnose_offsets)."""
     if not has_offsets(wc.dataset, wc.model):
         config_error(
-            f"{offsets_figure(wc.dataset, wc.model)}: model '{wc.model}' has no deformable attention "
+            f"{offsets_figure(wc.dataset, wc.model, wc.seed)}: model '{wc.model}' has no deformable attention "
             "(the offsets diagnostic is for arch sdst with sparse_attention rdsa or deformable_ca)"
         )
-    return f"results/{wc.dataset}/{wc.model}/seed{seeds(wc.dataset)[0]}/checkpoint_best.pt"
+    return f"results/{wc.dataset}/{wc.model}/seed{wc.seed}/checkpoint_best.pt"
 
 
 # --- stage 3 -------------------------------------------------------------------------------------
@@ -364,10 +366,12 @@ def report_inputs(wc):
 
 
 def report_offsets(wc):
-    """The offsets figures (and their JSON beside them) of the report's SDST-family models (first seed)."""
+    """The offsets JSON of every seed of the report's SDST-family models, and the first seed's figure (the one the
+    report shows; the others are in the Snakemake report)."""
     spec = report_entry(wc.folder)
-    figures = [offsets_figure(d, m) for d in spec["datasets"] for m in spec["models"] if has_offsets(d, m)]
-    return [f.removesuffix(".png") + ".json" for f in figures] + figures
+    pairs = [(d, m) for d in spec["datasets"] for m in spec["models"] if has_offsets(d, m)]
+    jsons = [offsets_figure(d, m, s).removesuffix(".png") + ".json" for d, m in pairs for s in seeds(d)]
+    return jsons + [offsets_figure(d, m) for d, m in pairs]
 
 
 def has_levels(ds, model):
@@ -375,24 +379,25 @@ def has_levels(ds, model):
     return resolve_run(config, ds, model, 0)["model"]["arch"] == "sdst"
 
 
-def levels_json(ds, model):
-    return f"results/{ds}/{model}/diagnose/levels.json"
+def levels_json(ds, model, seed):
+    return f"results/{ds}/{model}/seed{seed}/diagnose/levels.json"
 
 
 def levels_checkpoint(wc):
-    """The first seed's best checkpoint of an SDST-family model (input of rule diagnose_levels)."""
+    """The seed's best checkpoint of an SDST-family model (input of rule diagnose_levels)."""
     if not has_levels(wc.dataset, wc.model):
         config_error(
-            f"{levels_json(wc.dataset, wc.model)}: model '{wc.model}' has no refinement levels "
+            f"{levels_json(wc.dataset, wc.model, wc.seed)}: model '{wc.model}' has no refinement levels "
             "(the levels diagnostic is for arch sdst)"
         )
-    return f"results/{wc.dataset}/{wc.model}/seed{seeds(wc.dataset)[0]}/checkpoint_best.pt"
+    return f"results/{wc.dataset}/{wc.model}/seed{wc.seed}/checkpoint_best.pt"
 
 
 def report_levels(wc):
-    """The levels.json of the report's SDST-family models (first seed)."""
+    """The levels.json of every seed of the report's SDST-family models."""
     spec = report_entry(wc.folder)
-    return [levels_json(d, m) for d in spec["datasets"] for m in spec["models"] if has_levels(d, m)]
+    pairs = [(d, m) for d in spec["datasets"] for m in spec["models"] if has_levels(d, m)]
+    return [levels_json(d, m, s) for d, m in pairs for s in seeds(d)]
 
 
 def report_ground_truth(wc):

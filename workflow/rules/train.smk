@@ -239,15 +239,15 @@ rule examples:
 
 
 rule diagnose_levels:
-    """Moment retrieval at every refinement level of an SDST-family model over the headline split, from the first
-    seed's best checkpoint (sdst.levels)."""
+    """Moment retrieval at every refinement level of an SDST-family model over the headline split, from one seed's
+    best checkpoint (sdst.levels)."""
     input:
         ckpt=levels_checkpoint,
         features=ancient(lambda wc: f"{xdir(wc.dataset)}/summary.json"),
     output:
-        json="results/{dataset}/{model}/diagnose/levels.json",
+        json="results/{dataset}/{model}/seed{seed}/diagnose/levels.json",
     log:
-        "logs/diagnose/{dataset}/{model}.levels.log",
+        "logs/diagnose/{dataset}/{model}/seed{seed}.levels.log",
     conda:
         "../../envs/sdst.yaml"
     threads: max(train_setting(config, "threads"), 1)
@@ -268,21 +268,21 @@ rule diagnose_levels:
 
 rule diagnose_offsets:
     """Where the deformable offsets point (paper Fig. 4): d_q = sum_p A_qp Delta_qp per level and head, relative
-    to the reference's width, over the headline split, from the first seed's best checkpoint (sdst.diagnose)."""
+    to the reference's width, over the headline split, from one seed's best checkpoint (sdst.diagnose)."""
     input:
         ckpt=diagnose_checkpoint,
         features=ancient(lambda wc: f"{xdir(wc.dataset)}/summary.json"),
     output:
         png=report(
-            "results/{dataset}/{model}/diagnose/offsets.png",
+            "results/{dataset}/{model}/seed{seed}/diagnose/offsets.png",
             caption="../report/offsets.rst",
             category="Diagnostics",
             subcategory="{dataset}",
-            labels={"figure": "{model}, deformable offsets"},
+            labels={"figure": "{model}, seed {seed}, deformable offsets"},
         ),
-        json="results/{dataset}/{model}/diagnose/offsets.json",
+        json="results/{dataset}/{model}/seed{seed}/diagnose/offsets.json",
     log:
-        "logs/diagnose/{dataset}/{model}.log",
+        "logs/diagnose/{dataset}/{model}/seed{seed}.log",
     conda:
         "../../envs/sdst.yaml"
     threads: max(train_setting(config, "threads"), 1)
