@@ -286,3 +286,10 @@ def test_dataset_seeds_report_guard_and_offsets_figures_are_planned(tmp_path):
     proc = snakemake(ROOT, tmp_path, "-n", target, check=False)
     assert proc.returncode != 0
     assert "dataset 'demo' has 2 seeds, the report asks for at least 3" in proc.stdout + proc.stderr
+    # a K-sweep line may only name the report's SDST-family models (their levels.json give K)
+    cfg["significance"]["reports"]["results/demo/significance"].update(min_seeds=2, k_sweep={"K": ["sdst",
+                                                                                                 "actionformer"]})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(ROOT, tmp_path, "-n", target, check=False)
+    assert proc.returncode != 0
+    assert "k_sweep line 'K' names 'actionformer', which is not an SDST-family model" in proc.stdout + proc.stderr

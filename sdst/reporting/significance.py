@@ -5,13 +5,15 @@
                           [--lower-is-better m1,m2] [--alpha 0.05] [--gt DATASET=FILE ...]
                           [--offsets results/D/M/seed<k>/diagnose/offsets.json ...]
                           [--levels results/D/M/seed<k>/diagnose/levels.json ...]
+                          [--k-sweep "LABEL=M1,M2,..." ...]
 
 Reads each model's aggregated metrics (sdst.reporting.aggregate), writes beside ``report.md``: ``scores.csv``
 (model,dataset,metric,seed,value — the input of ``python -m sdst.reporting.stats``), ``report.json`` (the statistics)
 and ``cd_diagram.png``. The models are the treatments, ranked within each block (dataset x metric, or
 dataset x metric x seed); blocks with a missing value are dropped and counted. Then the breakdown by moment
-length (sdst.reporting.lengths) and, for SDST-family models, where their deformable offsets point (sdst.diagnose)
-and what each refinement level predicts (sdst.levels).
+length (sdst.reporting.lengths), the paper's Fig. 3 where the report names its K-sweep lines
+(sdst.reporting.k_sweep, ``k_sweep.png``) and, for SDST-family models, where their deformable offsets point
+(sdst.diagnose) and what each refinement level predicts (sdst.levels).
 """
 
 from __future__ import annotations
@@ -121,12 +123,13 @@ def render(tables: dict, result: dict | None, metric_sets: dict, error: str | No
 
 def build(paths: list[str], out: str | Path, metric_sets: dict | None = None, block_by_seed: bool = False,
           lower_is_better=(), alpha: float = 0.05, gt: dict[str, str] | None = None,
-          offsets: list[str] = (), levels: list[str] = ()) -> dict | None:
+          offsets: list[str] = (), levels: list[str] = (), k_sweep: dict[str, list[str]] | None = None) -> dict | None:
     """The report; ``gt`` (dataset -> headline-split annotations) counts the windows of the length breakdown
     (sdst.reporting.lengths), ``offsets`` are the offsets.json of SDST-family models (sdst.diagnose, figure beside),
-    ``levels`` their levels.json (sdst.levels)."""
+    ``levels`` their levels.json (sdst.levels), ``k_sweep`` the lines of the Fig. 3 section (label -> models)."""
     from sdst import levels as refinement
     from sdst.diagnose import report_section
+    from sdst.reporting import k_sweep as sweep
     from sdst.reporting import lengths, stats
     from sdst.reporting.cd_diagram import plot_cd_diagram
 
@@ -151,6 +154,7 @@ def build(paths: list[str], out: str | Path, metric_sets: dict | None = None, bl
     (out.parent / "report.json").write_text(json.dumps({**summary, "by_length": stats._jsonable(by_length)},
                                                        indent=2) + "\n")
     sections = [render(tables, result, metric_sets, error), lengths.render(by_length),
+                sweep.section(paths, list(levels), k_sweep or {}, out.parent),
                 report_section([p for p in offsets if p.endswith(".json")], out.parent),
                 refinement.report_section(levels)]
     out.write_text("\n".join(s.rstrip("\n") + "\n" for s in sections if s))
@@ -190,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(python -m sdst.diagnose)")
     p.add_argument("--levels", nargs="*", default=[],
                    help="levels.json of every seed of SDST-family models (python -m sdst.levels)")
+    p.add_argument("--k-sweep", action="append", default=[], metavar="LABEL=M1,M2",
+                   help="a line of the Fig. 3 section: its label and models (their levels.json give K)")
     args = p.parse_args(argv)
     sets = {}
     for item in args.metric_set:
@@ -197,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         sets[kind] = [n for n in names.split(",") if n]
     gt = dict(item.split("=", 1) for item in args.gt)
     result = build(args.metrics, args.out, sets, args.block_by_seed,
-                   [m for m in args.lower_is_better.split(",") if m], args.alpha, gt, args.offsets, args.levels)
+                   [m for m in args.lower_is_better.split(",") if m], args.alpha, gt, args.offsets, args.levels,
+                   {label: [m for m in models.split(",") if m]
+                    for label, _, models in (item.rpartition("=") for item in args.k_sweep)})
     if result:
         fr = result["friedman"]
         print(f"{args.out}: Friedman chi2 = {fr['statistic']:.3f}, p = {_p(fr['pvalue'])}, "

@@ -1,5 +1,6 @@
 # Stage 3's input functions (the rules are in significance.smk; Snakemake's lint keeps functions out of rule
 # files): which metrics, diagnostics and ground truth a significance report reads, and its command-line options.
+import shlex
 
 
 def report_entry(folder):
@@ -22,6 +23,13 @@ def report_inputs(wc):
                 f"{wc.folder}/report.md: dataset '{d}' has {have} seeds, the report asks for at least {need} "
                 f"(config.yaml: train.datasets.{d}.seeds)"
             )
+    for label, models in spec.get("k_sweep", {}).items():
+        for m in models:
+            if m not in spec["models"] or not all(has_levels(d, m) for d in spec["datasets"]):
+                config_error(
+                    f"{wc.folder}/report.md: k_sweep line '{label}' names '{m}', which is not an SDST-family "
+                    f"model among the report's models (config.yaml significance.reports.{wc.folder})"
+                )
     return [f"results/{d}/{m}/metrics.json" for d in spec["datasets"] for m in spec["models"]]
 
 
@@ -62,4 +70,7 @@ def report_spec(folder):
         opts.append("--lower-is-better " + ",".join(lower))
     for kind, names in sig.get("metrics", {}).items():
         opts.append(f"--metric-set {kind}=" + ",".join(names))
+    for label, models in spec.get("k_sweep", {}).items():
+        line = "=".join([label, ",".join(models)])
+        opts.append(f"--k-sweep {shlex.quote(line)}")
     return " ".join(opts)
