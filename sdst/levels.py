@@ -8,7 +8,11 @@ of Eq. 13 train; the last level is the model's). Every level is ranked by the cl
 actionness head reads only the last level's spans, so Eq. 23's sqrt(p · actionness) exists for the last level
 only, and ``output`` gives it (the checkpoint's own predictions, as ``python -m sdst.infer`` writes them). Where
 the paper's Fig. 3 compares models with K = 1..4 steps, this reads the K levels of one trained model (issue 21
-point 5). ``DIR/levels.json`` holds the metrics; the split needs ground truth.
+point 5). Beside the metrics, each row gives the best-window R1@0.7: the share of queries for which one of the
+windows the level submits (its decoder queries' windows, up to sdst.postprocess.TOP_K) reaches IoU ≥ 0.7 with a
+ground-truth window, i.e. the R1@0.7 a perfect ranking of those windows would give; the gap to R1@0.7 is what the
+ranking loses, the rest what the localisation does. ``DIR/levels.json`` holds the metrics; the split needs ground
+truth.
 """
 
 from __future__ import annotations
@@ -20,6 +24,21 @@ from pathlib import Path
 from extract.cli import exits_on_bad_input
 
 SHOWN = ("MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-short-mAP", "MR-middle-mAP", "MR-long-mAP")
+BEST = "best-window R1@0.7"  # the column of best_window_recall
+
+
+def best_window_recall(records: list[dict], gt: list[dict], threshold: float = 0.7) -> float:
+    """Percent of queries (2 dp) where some submitted window has IoU ≥ ``threshold`` with some GT window: R1 at the
+    threshold if the ranking put that window first, so an upper bound of R1 for these windows."""
+    import numpy as np
+
+    from sdst.metrics import temporal_iou
+
+    windows = {r["qid"]: np.asarray([w[:2] for w in r["pred_relevant_windows"]], dtype=float).reshape(-1, 2)
+               for r in records}
+    hits = [bool((temporal_iou(windows[g["qid"]], np.asarray(g["relevant_windows"], dtype=float)) >= threshold).any())
+            for g in gt]
+    return round(100.0 * sum(hits) / len(hits), 2)
 
 
 def level_records(model, dataset, clip_len: float, batch_size: int = 64, device: str = "cpu",
@@ -67,10 +86,11 @@ def run(checkpoint: str, split: str, out: str | Path, features: str | None = Non
     brief = lambda records: evaluate(records, gt, data["eval_type"])["brief"]  # noqa: E731
     result = {"checkpoint": str(checkpoint), "model": run_cfg["model"].get("name"), "dataset": data["name"],
               "split": split, "seed": run_cfg.get("seed"), "queries": len(ds),
-              "levels": [{"level": i + 1, "cache_layer": layer, "ranked_by": "p", "metrics": brief(records)}
+              "levels": [{"level": i + 1, "cache_layer": layer, "ranked_by": "p", "metrics": brief(records),
+                          BEST: best_window_recall(records, gt)}
                          for i, (layer, records) in enumerate(zip(model.levels, per_level))],
               "output": {"ranked_by": "sqrt(p * actionness)" if ranks_by_actionness(train) else "p",
-                         "metrics": brief(output)}}
+                         "metrics": brief(output), BEST: best_window_recall(output, gt)}}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "levels.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -83,12 +103,13 @@ def _cell(value) -> str:
 
 def table(result: dict) -> str:
     """The levels as a Markdown table (what the CLI prints)."""
-    rows = [f"| level (cached layer) | {' | '.join(SHOWN)} |", "|---|" + "---:|" * len(SHOWN)]
+    rows = [f"| level (cached layer) | {' | '.join(SHOWN)} | {BEST} |", "|---|" + "---:|" * (len(SHOWN) + 1)]
     for lvl in result["levels"]:
         rows.append(f"| {lvl['level']} ({lvl['cache_layer']}) | "
-                    + " | ".join(_cell(lvl["metrics"][k]) for k in SHOWN) + " |")
+                    + " | ".join(_cell(lvl["metrics"][k]) for k in SHOWN) + f" | {_cell(lvl.get(BEST))} |")
     rows.append(f"| output, ranked by {result['output']['ranked_by']} | "
-                + " | ".join(_cell(result["output"]["metrics"][k]) for k in SHOWN) + " |")
+                + " | ".join(_cell(result["output"]["metrics"][k]) for k in SHOWN)
+                + f" | {_cell(result['output'].get(BEST))} |")
     return "\n".join(rows)
 
 
@@ -103,16 +124,20 @@ def report_section(json_paths: list[str]) -> str:
     lines = ["## Moment retrieval per refinement level", "",
              "What each refinement level of each seed's best checkpoint predicts on the headline split "
              "(sdst.levels), mean ± std over seeds: every level ranked by the class probability p, the last row the "
-             "model's output as evaluated.", ""]
+             f"model's output as evaluated. {BEST}: the share of queries where one of the windows submitted reaches "
+             "IoU ≥ 0.7 with a ground-truth window (R1@0.7 under a perfect ranking of those windows).", ""]
     for _, results in by_model(json_paths):
         first = results[0]
         lines += [f"### {first['model']} on {first['dataset']} ({seeds_text(results)}, {first['queries']} queries)",
-                  "", f"| level (cached layer) | {' | '.join(SHOWN)} |", "|---|" + "---:|" * len(SHOWN)]
+                  "", f"| level (cached layer) | {' | '.join(SHOWN)} | {BEST} |",
+                  "|---|" + "---:|" * (len(SHOWN) + 1)]
         for i, lvl in enumerate(first["levels"]):
             lines.append(f"| {lvl['level']} ({lvl['cache_layer']}) | " + " | ".join(
-                cell([r["levels"][i]["metrics"][k] for r in results]) for k in SHOWN) + " |")
+                cell([r["levels"][i]["metrics"][k] for r in results]) for k in SHOWN)
+                + f" | {cell([r['levels'][i].get(BEST) for r in results])} |")
         lines.append(f"| output, ranked by {first['output']['ranked_by']} | " + " | ".join(
-            cell([r["output"]["metrics"][k] for r in results]) for k in SHOWN) + " |")
+            cell([r["output"]["metrics"][k] for r in results]) for k in SHOWN)
+            + f" | {cell([r['output'].get(BEST) for r in results])} |")
         if first["output"]["ranked_by"] != "p":
             parts = []
             for k in ("MR-full-R1@0.7", "MR-full-mAP", "MR-long-mAP"):

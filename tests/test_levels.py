@@ -16,7 +16,7 @@ from sdst.checkpoint import save_checkpoint
 from sdst.data import FeatureDataset, cache_info
 from sdst.evaluate import evaluate
 from sdst.infer import run_split
-from sdst.levels import level_records, run, table
+from sdst.levels import BEST, best_window_recall, level_records, run, table
 from sdst.model import build_model
 
 
@@ -66,6 +66,8 @@ def test_the_output_row_is_what_inference_and_the_evaluator_give_the_checkpoint(
     read = lambda p: [__import__("json").loads(x) for x in open(p)]  # noqa: E731
     expected = evaluate(read(tmp_path / "pred.jsonl"), read(tmp_path / "pred.jsonl.gt.jsonl"), "qvh")["brief"]
     assert result["output"]["metrics"] == expected
+    for row in (*result["levels"], result["output"]):  # the best window's R1 bounds the top-1 window's
+        assert row[BEST] >= row["metrics"]["MR-full-R1@0.7"]
     assert (tmp_path / "out" / "levels.json").is_file()
     assert table(result).count("\n") == 2 + 4  # header, rule, 4 levels, output
 
@@ -112,3 +114,16 @@ def test_report_section_gives_mean_and_std_over_seeds_and_the_actionness_differe
     expected = ("Output − level 2 ranked by p: MR-full-R1@0.7 +1.00 ± 1.73 (higher in 2 of 3 seeds); MR-full-mAP "
                 "+20.00 ± 1.00 (higher in 3 of 3 seeds); MR-long-mAP +0.00 ± 0.00 (higher in 0 of 3 seeds).")
     assert expected in text
+
+
+def test_best_window_recall_by_hand():
+    """A query counts when any of its submitted windows reaches the IoU threshold with any GT window, whatever its
+    rank: q1's second window (IoU 9/10), q2's window against its second GT window (9/10); q3's best is 69/100."""
+    gt = [{"qid": 1, "relevant_windows": [[0, 10]]}, {"qid": 2, "relevant_windows": [[20, 30], [40, 50]]},
+          {"qid": 3, "relevant_windows": [[0, 100]]}]
+    records = [{"qid": 1, "pred_relevant_windows": [[50, 60, 0.9], [0, 9, 0.5]]},
+               {"qid": 2, "pred_relevant_windows": [[41, 50, 0.9]]},
+               {"qid": 3, "pred_relevant_windows": [[0, 60, 0.9], [0, 69, 0.1]]}]
+    assert best_window_recall(records, gt) == 66.67
+    assert best_window_recall(records, gt, 0.5) == 100.0
+    assert best_window_recall(records, gt, 0.95) == 0.0
