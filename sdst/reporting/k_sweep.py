@@ -28,8 +28,6 @@ class SweepError(ValueError):
 
 def points(metrics_paths: list[str], levels_paths: list[str], sweep: dict[str, list[str]]) -> dict:
     """{dataset: {"metrics": (m1, m2), "lines": {label: [{"model", "K", m1: stat, m2: stat}, ...] sorted by K}}}."""
-    from sdst.reporting.significance import metric_kind
-
     ks = {}
     for _, results in by_model(levels_paths):
         counts = {len(r["levels"]) for r in results}
@@ -44,7 +42,7 @@ def points(metrics_paths: list[str], levels_paths: list[str], sweep: dict[str, l
     out = {}
     for dataset in dict.fromkeys(d for d, _ in metrics):
         first = next(v for (d, _), v in metrics.items() if d == dataset)
-        names = METRICS[metric_kind(first)]
+        names = METRICS["qvh" if METRICS["qvh"][0] in first else "mr"]  # QVHighlights-style or R1/mIoU only
         lines = {}
         for label, models in sweep.items():
             line = []
