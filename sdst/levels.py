@@ -24,21 +24,7 @@ from pathlib import Path
 from extract.cli import exits_on_bad_input
 
 SHOWN = ("MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-short-mAP", "MR-middle-mAP", "MR-long-mAP")
-BEST = "best-window R1@0.7"  # the column of best_window_recall
-
-
-def best_window_recall(records: list[dict], gt: list[dict], threshold: float = 0.7) -> float:
-    """Percent of queries (2 dp) where some submitted window has IoU ≥ ``threshold`` with some GT window: R1 at the
-    threshold if the ranking put that window first, so an upper bound of R1 for these windows."""
-    import numpy as np
-
-    from sdst.metrics import temporal_iou
-
-    windows = {r["qid"]: np.asarray([w[:2] for w in r["pred_relevant_windows"]], dtype=float).reshape(-1, 2)
-               for r in records}
-    hits = [bool((temporal_iou(windows[g["qid"]], np.asarray(g["relevant_windows"], dtype=float)) >= threshold).any())
-            for g in gt]
-    return round(100.0 * sum(hits) / len(hits), 2)
+BEST = "best-window R1@0.7"  # the column of sdst.metrics.best_window_recall
 
 
 def level_records(model, dataset, clip_len: float, batch_size: int = 64, device: str = "cpu",
@@ -74,6 +60,7 @@ def run(checkpoint: str, split: str, out: str | Path, features: str | None = Non
     from sdst.data import query_record
     from sdst.diagnose import checkpoint_split
     from sdst.evaluate import evaluate
+    from sdst.metrics import best_window_recall
 
     model, run_cfg, ds = checkpoint_split(checkpoint, split, features, cache_dir, require_labels=True)
     if run_cfg["model"]["arch"] != "sdst":

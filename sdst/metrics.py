@@ -83,6 +83,17 @@ def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def best_window_recall(records: list[dict], gt: list[dict], threshold: float = 0.7) -> float:
+    """Percent of queries (2 dp) where some submitted window has IoU ≥ ``threshold`` with some GT window: R1 at the
+    threshold if the ranking put that window first, so an upper bound of R1 for these windows."""
+    windows = {r["qid"]: np.asarray([w[:2] for w in r["pred_relevant_windows"]], dtype=float).reshape(-1, 2)
+               for r in records}
+    none = np.zeros((0, 2))  # a query without predictions finds nothing
+    hits = [bool((temporal_iou(windows.get(g["qid"], none), np.asarray(g["relevant_windows"], dtype=float))
+                  >= threshold).any()) for g in gt]
+    return round(100.0 * sum(hits) / len(hits), 2)
+
+
 def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of ``a[i]`` with ``b[i]``, (N, 2) x (N, 2) -> (N,).
 

@@ -16,7 +16,8 @@ from sdst.checkpoint import save_checkpoint
 from sdst.data import FeatureDataset, cache_info
 from sdst.evaluate import evaluate
 from sdst.infer import run_split
-from sdst.levels import BEST, best_window_recall, level_records, run, table
+from sdst.levels import BEST, level_records, run, table
+from sdst.metrics import best_window_recall
 from sdst.model import build_model
 
 
@@ -127,3 +128,4 @@ def test_best_window_recall_by_hand():
     assert best_window_recall(records, gt) == 66.67
     assert best_window_recall(records, gt, 0.5) == 100.0
     assert best_window_recall(records, gt, 0.95) == 0.0
+    assert best_window_recall(records[:2], gt) == 66.67 and best_window_recall(records[1:], gt) == 33.33  # q1 missing

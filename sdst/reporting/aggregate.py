@@ -4,7 +4,10 @@
 --out results/D/M/metrics.json [--baseline results/D/random_baseline/metrics.json]
 [--extraction results/D/extraction.json]``. The first split is the headline (``metrics``); every split is under
 ``splits``. Run summaries (best epoch, parameters, it/s) and the queries left out for
-lack of features (failed or missing videos) are carried along.
+lack of features (failed or missing videos) are carried along. Beside the evaluator's metrics, each split gets
+``MR-best-window-R1@0.7`` from the run's ``predictions_<split>.jsonl`` and its ``.gt.jsonl``: the share of queries
+where one of the submitted windows reaches IoU ≥ 0.7 with a ground-truth window (sdst.metrics.best_window_recall),
+the R1@0.7 a perfect ranking of the submitted windows would give.
 """
 
 from __future__ import annotations
@@ -15,6 +18,23 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+BEST_WINDOW = "MR-best-window-R1@0.7"
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def best_window(run: str | Path, split: str) -> float | None:
+    """The run's best-window R1@0.7 on a split, None without its predictions and their ground truth."""
+    from sdst.metrics import best_window_recall
+
+    pred = Path(run) / f"predictions_{split}.jsonl"
+    gt = pred.with_name(pred.name + ".gt.jsonl")
+    if not (pred.is_file() and gt.is_file()):
+        return None
+    return best_window_recall(_read_jsonl(pred), _read_jsonl(gt))
 
 
 def summarise(values: list[float]) -> dict:
@@ -30,7 +50,8 @@ def aggregate(dataset: str, model: str, runs: list[str], splits: list[str], base
     out = {"dataset": dataset, "model": model, "seeds": [int(Path(r).name.removeprefix("seed")) for r in runs],
            "headline_split": splits[0], "splits": {}}
     for split in splits:
-        per_seed = [json.loads((Path(r) / f"metrics_{split}.json").read_text())["brief"] for r in runs]
+        per_seed = [{**json.loads((Path(r) / f"metrics_{split}.json").read_text())["brief"],
+                     BEST_WINDOW: best_window(r, split)} for r in runs]
         keys = list(per_seed[0])
         out["splits"][split] = {k: summarise([m.get(k) for m in per_seed]) for k in keys}
         info = Path(runs[0]) / f"predictions_{split}.jsonl.info.json"

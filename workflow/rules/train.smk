@@ -128,6 +128,12 @@ rule aggregate_model:
     """Mean, std and per-seed values of every metric for one model on one dataset."""
     input:
         metrics=lambda wc: [f"{r}/metrics_{s}.json" for r in run_dirs(wc) for s in report_splits(wc.dataset)],
+        predictions=lambda wc: [
+            f"{r}/predictions_{s}.jsonl{x}"
+            for r in run_dirs(wc)
+            for s in report_splits(wc.dataset)
+            for x in ("", ".gt.jsonl")
+        ],
         summaries=lambda wc: [f"{r}/train_summary.json" for r in run_dirs(wc)],
         baseline="results/{dataset}/random_baseline/metrics.json",
         extraction="results/{dataset}/extraction.json",
