@@ -177,11 +177,13 @@ def test_code_changes_invalidate_the_rules_that_use_them(demo):
     with edited(proj, "sdst/infer.py"):
         jobs = planned(proj, work)
         assert jobs.get("random_baseline") == 1 and jobs.get("predict") == 2 and "train" in jobs, jobs
-    with edited(proj, "extract/annotations.py"):  # read by extraction, training, prediction, evaluation, the baseline
+    # read by extraction, training, prediction, evaluation, the baseline and the aggregation (its best-window R1
+    # through sdst.metrics)
+    with edited(proj, "extract/annotations.py"):
         jobs = planned(proj, work)
         assert jobs.get("extract_shard") == 2 and "predict" not in jobs, jobs  # (see params_changed)
         assert params_changed(proj, work) == {"init_store", "extract_shard", "extract_summary", "train", "predict",
-                                              "evaluate_run", "random_baseline"}
+                                              "evaluate_run", "random_baseline", "aggregate_model"}
     os.utime(proj / "extract" / "decode.py")  # a timestamp alone (git checkout, copy) re-runs nothing
     assert planned(proj, work) == {}
 
