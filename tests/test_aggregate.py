@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from extract.annotations import AnnotationError
 from sdst.reporting.aggregate import BEST_WINDOW, aggregate
 from sdst.reporting.ranking import section
 
-GT = [{"qid": 1, "relevant_windows": [[0, 10]]}, {"qid": 2, "relevant_windows": [[20, 30], [40, 50]]}]
+GT = [{"qid": 1, "duration": 60, "relevant_windows": [[0, 10]]},
+      {"qid": 2, "duration": 60, "relevant_windows": [[20, 30], [40, 50]]}]
 
 
 def _run(root, seed, r17, windows, predictions=True):
@@ -46,3 +50,11 @@ def test_runs_without_predictions_have_no_best_window_and_no_section(tmp_path):
     path = tmp_path / "m.json"
     path.write_text(json.dumps(out))
     assert section([str(path)]) == ""
+
+
+def test_a_damaged_predictions_file_is_named_with_its_line(tmp_path):
+    run = _run(tmp_path / "m", 0, 10.0, {1: [[0, 9, 0.9]], 2: [[40, 50, 0.8]]})
+    pred = tmp_path / "m" / "seed0" / "predictions_val.jsonl"
+    pred.write_text(pred.read_text() + '{"qid": 3, "pred_relevant_windows": [[5]]}\n')
+    with pytest.raises(AnnotationError, match=r"predictions_val.jsonl:3: "):
+        aggregate("d", "m", [run], ["val"])

@@ -22,19 +22,16 @@ import numpy as np
 BEST_WINDOW = "MR-best-window-R1@0.7"
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def best_window(run: str | Path, split: str) -> float | None:
     """The run's best-window R1@0.7 on a split, None without its predictions and their ground truth."""
+    from sdst.evaluate import load_jsonl  # validated: a bad line is named with its file and number
     from sdst.metrics import best_window_recall
 
     pred = Path(run) / f"predictions_{split}.jsonl"
     gt = pred.with_name(pred.name + ".gt.jsonl")
     if not (pred.is_file() and gt.is_file()):
         return None
-    return best_window_recall(_read_jsonl(pred), _read_jsonl(gt))
+    return best_window_recall(load_jsonl(pred, "submission"), load_jsonl(gt, "gt"))
 
 
 def summarise(values: list[float]) -> dict:
