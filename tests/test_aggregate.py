@@ -41,6 +41,13 @@ def test_best_window_r1_per_seed_and_the_ranking_section(tmp_path):
     text = section([str(path)])
     # lost to the ranking per seed: 50 − 0, 100 − 50 -> 50 ± 0
     assert "| m | 25.00 ± 35.36 | 75.00 ± 35.36 | 50.00 ± 0.00 |" in text
+    # first windows: seed 0 q1 [30, 40] overlaps nothing (elsewhere), q2 [44, 50] IoU 0.6 with [40, 50] (loose);
+    # seed 1 both hit -> hit 0, 100; loose 50, 0; elsewhere 50, 0
+    assert out["metrics"]["MR-first-window-hit"]["values"] == [0.0, 100.0]
+    assert out["metrics"]["MR-first-window-elsewhere"]["values"] == [50.0, 0.0]
+    assert "## Where the first window lands" in text
+    assert "| m | 50.00 ± 70.71 | 25.00 ± 35.36 | 0.00 ± 0.00 | 0.00 ± 0.00 | 25.00 ± 35.36 |" in text
+    assert "per query kind" not in text  # not a generated events dataset
 
 
 def test_runs_without_predictions_have_no_best_window_and_no_section(tmp_path):

@@ -7,7 +7,9 @@
 lack of features (failed or missing videos) are carried along. Beside the evaluator's metrics, each split gets
 ``MR-best-window-R1@0.7`` from the run's ``predictions_<split>.jsonl`` and its ``.gt.jsonl``: the share of queries
 where one of the submitted windows reaches IoU ≥ 0.7 with a ground-truth window (sdst.metrics.best_window_recall),
-the R1@0.7 a perfect ranking of the submitted windows would give.
+the R1@0.7 a perfect ranking of the submitted windows would give, and where the first window lands
+(sdst.first_window: ``MR-first-window-<category>``; with ``--demo-spec``, the generator's spec of an events dataset,
+also the events it lands on and R1@0.7 per query kind, ``MR-R1@0.7-query-<kind>``, with ``_query_kinds``).
 """
 
 from __future__ import annotations
@@ -19,19 +21,28 @@ from pathlib import Path
 
 import numpy as np
 
+from sdst.first_window import KIND_PREFIX, PREFIX as FIRST_PREFIX
+
 BEST_WINDOW = "MR-best-window-R1@0.7"
 
 
-def best_window(run: str | Path, split: str) -> float | None:
-    """The run's best-window R1@0.7 on a split, None without its predictions and their ground truth."""
+def windows(run: str | Path, split: str, plans: dict | None = None) -> tuple[dict, dict | None]:
+    """({best-window R1@0.7, first-window shares}, queries per kind or None) of the run's predictions on a split;
+    the values None (and no shares) without its predictions and their ground truth. ``plans``: every query's plan
+    of a generated events dataset (extract.demo_plans.all_query_plans)."""
+    from extract.demo_plans import query_plans
     from sdst.evaluate import load_jsonl  # validated: a bad line is named with its file and number
+    from sdst.first_window import breakdown, query_kinds
     from sdst.metrics import best_window_recall
 
     pred = Path(run) / f"predictions_{split}.jsonl"
-    gt = pred.with_name(pred.name + ".gt.jsonl")
-    if not (pred.is_file() and gt.is_file()):
-        return None
-    return best_window_recall(load_jsonl(pred, "submission"), load_jsonl(gt, "gt"))
+    gt_path = pred.with_name(pred.name + ".gt.jsonl")
+    if not (pred.is_file() and gt_path.is_file()):
+        return {BEST_WINDOW: None}, None
+    records, gt = load_jsonl(pred, "submission"), load_jsonl(gt_path, "gt")
+    by_qid = None if plans is None else query_plans(plans, gt, str(gt_path))
+    return ({BEST_WINDOW: best_window_recall(records, gt), **breakdown(records, gt, by_qid)},
+            None if by_qid is None else query_kinds(gt, by_qid))
 
 
 def summarise(values: list[float]) -> dict:
@@ -42,15 +53,25 @@ def summarise(values: list[float]) -> dict:
 
 
 def aggregate(dataset: str, model: str, runs: list[str], splits: list[str], baseline: str | None = None,
-              extraction: str | None = None) -> dict:
+              extraction: str | None = None, demo_spec: dict | None = None) -> dict:
+    plans = None
+    if demo_spec is not None and demo_spec.get("kind") == "events":
+        from extract.demo import DemoSpec
+        from extract.demo_plans import all_query_plans
+
+        plans = all_query_plans(DemoSpec.from_config(demo_spec))
     runs = sorted(runs, key=lambda r: int(Path(r).name.removeprefix("seed")))
     out = {"dataset": dataset, "model": model, "seeds": [int(Path(r).name.removeprefix("seed")) for r in runs],
            "headline_split": splits[0], "splits": {}}
     for split in splits:
-        per_seed = [{**json.loads((Path(r) / f"metrics_{split}.json").read_text())["brief"],
-                     BEST_WINDOW: best_window(r, split)} for r in runs]
-        keys = list(per_seed[0])
+        found = [windows(r, split, plans) for r in runs]
+        per_seed = [{**json.loads((Path(r) / f"metrics_{split}.json").read_text())["brief"], **w}
+                    for r, (w, _) in zip(runs, found)]
+        keys = list(dict.fromkeys(k for m in per_seed for k in m))
         out["splits"][split] = {k: summarise([m.get(k) for m in per_seed]) for k in keys}
+        kinds = next((k for _, k in found if k), None)
+        if kinds:
+            out["splits"][split]["_query_kinds"] = kinds
         info = Path(runs[0]) / f"predictions_{split}.jsonl.info.json"
         if info.is_file():
             i = json.loads(info.read_text())
@@ -81,14 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", nargs="+", required=True)
     p.add_argument("--baseline")
     p.add_argument("--extraction", help="the dataset's extraction summary (its failed videos are listed)")
+    p.add_argument("--demo-spec", type=json.loads,
+                   help="the generator's spec (JSON) of a generated dataset: of the events kind, where the first "
+                        "window lands is told by the events of the video")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    result = aggregate(args.dataset, args.model, args.runs, args.splits, args.baseline, args.extraction)
+    result = aggregate(args.dataset, args.model, args.runs, args.splits, args.baseline, args.extraction,
+                       args.demo_spec)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     m = result["metrics"]
     shown = ", ".join(f"{k} {v['mean']} ± {v['std']}" for k, v in m.items()
-                      if not k.startswith("_") and v["mean"] is not None)
+                      if not k.startswith(("_", FIRST_PREFIX, KIND_PREFIX)) and v["mean"] is not None)
     print(f"{args.dataset}/{args.model} ({result['headline_split']}, {len(args.runs)} seeds): {shown}")
     return 0
 

@@ -1,27 +1,45 @@
-"""The significance report's "finding the window vs ranking it" section (issue 21 point 5): per model its R1@0.7,
-its best-window R1@0.7 (sdst.reporting.aggregate: the R1@0.7 a perfect ranking of its submitted windows would
-give) and the difference, what the ranking loses, each mean ± std over seeds (ddof = 1)."""
+"""The significance report's sections on the first window (issue 21 point 5), from each model's aggregated
+metrics.json (sdst.reporting.aggregate), mean ± std over seeds (ddof = 1):
+
+- "Finding the window vs ranking it": R1@0.7, best-window R1@0.7 (the R1@0.7 a perfect ranking of the submitted
+  windows would give) and the difference, what the ranking loses;
+- "Where the first window lands": every query by what its first window is (sdst.first_window), and on a
+  generated events dataset the events a window elsewhere overlaps and R1@0.7 per query kind."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from sdst.first_window import CATEGORIES, ELSEWHERE, KIND_PREFIX, PREFIX
 from sdst.reporting.aggregate import BEST_WINDOW
 from sdst.reporting.over_seeds import cell
 
 R1 = ("MR-full-R1@0.7", "MR-R1@0.7")  # QVHighlights-style, then Charades-STA / TACoS
 
 
-def section(paths: list[str]) -> str:
-    """Markdown from the aggregated metrics.json of each (dataset, model); "" when none has the best-window value."""
-    tables: dict = {}
+def _headline(paths: list[str]):
     for path in paths:
         m = json.loads(Path(path).read_text())
-        split = m["splits"][m["headline_split"]]
+        yield m, m["splits"][m["headline_split"]]
+
+
+def _values(split: dict, key: str) -> list | None:
+    values = (split.get(key) or {}).get("values")
+    return None if not values or any(v is None for v in values) else values
+
+
+def section(paths: list[str]) -> str:
+    """Markdown of both sections; each is left out when no model has its values."""
+    return "\n".join(s for s in (_ranking(paths), _landing(paths)) if s)
+
+
+def _ranking(paths: list[str]) -> str:
+    tables: dict = {}
+    for m, split in _headline(paths):
         r1 = next((k for k in R1 if k in split), None)
-        best = (split.get(BEST_WINDOW) or {}).get("values")
-        if r1 is None or not best or any(v is None for v in best):
+        best = _values(split, BEST_WINDOW)
+        if r1 is None or best is None:
             continue
         values = split[r1]["values"]
         lost = [None if a is None else b - a for a, b in zip(values, best)]
@@ -37,4 +55,39 @@ def section(paths: list[str]) -> str:
                   "|---|---:|---:|---:|"]
         lines += [f"| {model} | {cell(r1)} | {cell(best)} | {cell(lost)} |" for model, r1, best, lost in rows]
         lines.append("")
+    return "\n".join(lines)
+
+
+def _table(rows: list, columns: list[str], keys: list[str]) -> list[str]:
+    out = ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    out += [f"| {model} | " + " | ".join(cell(_values(split, k) or [None]) for k in keys) + " |"
+            for model, split in rows]
+    return out + [""]
+
+
+def _landing(paths: list[str]) -> str:
+    tables: dict = {}
+    for m, split in _headline(paths):
+        if _values(split, PREFIX + "hit") is not None:
+            tables.setdefault((m["dataset"], m["headline_split"]), []).append((m["model"], split))
+    if not tables:
+        return ""
+    lines = ["## Where the first window lands", "",
+             "Every query by what its first-ranked window is, in percent of the queries, mean ± std over seeds "
+             "(first match wins): " + "; ".join(f"*{k}*: {v}" for k, v in CATEGORIES.items()) + ". *hit* is "
+             "R1@0.7.", ""]
+    for (dataset, split), rows in tables.items():
+        lines += [f"### {dataset} ({split} split)", ""]
+        lines += _table(rows, list(CATEGORIES), [PREFIX + k for k in CATEGORIES])
+        events = [(model, s) for model, s in rows if _values(s, PREFIX + next(iter(ELSEWHERE))) is not None]
+        if events:
+            lines += ["*elsewhere* by the events of the generated video the window overlaps (first match wins; "
+                      "percent of all queries): " + "; ".join(f"*{k}*: {v}" for k, v in ELSEWHERE.items()) + ".", ""]
+            lines += _table(events, list(ELSEWHERE), [PREFIX + k for k in ELSEWHERE])
+            kinds = next((s["_query_kinds"] for _, s in events if s.get("_query_kinds")), {})
+            if kinds:
+                lines += ["R1@0.7 per query kind (simple: what happens to an object; while, after, before: composed "
+                          "with another object's event or presence; queries of each kind in brackets). A kind with "
+                          "few queries moves by 100 / n points per query.", ""]
+                lines += _table(events, [f"{k} ({n})" for k, n in kinds.items()], [KIND_PREFIX + k for k in kinds])
     return "\n".join(lines)

@@ -11,9 +11,9 @@ Reads each model's aggregated metrics (sdst.reporting.aggregate), writes beside 
 (model,dataset,metric,seed,value — the input of ``python -m sdst.reporting.stats``), ``report.json`` (the statistics)
 and ``cd_diagram.png``. The models are the treatments, ranked within each block (dataset x metric, or
 dataset x metric x seed); blocks with a missing value are dropped and counted. Then the breakdown by moment
-length (sdst.reporting.lengths), what the ranking of each model's windows loses (sdst.reporting.ranking), the
-paper's Fig. 3 where the report names its K-sweep lines
-(sdst.reporting.k_sweep, ``k_sweep.png``) and, for SDST-family models, where their deformable offsets point
+length (sdst.reporting.lengths), what the ranking of each model's windows loses and where its first window lands
+(sdst.reporting.ranking), the paper's Fig. 3 where the report names its K-sweep lines (sdst.reporting.k_sweep,
+``k_sweep.png``) and, for SDST-family models, where their deformable offsets point
 (sdst.diagnose) and what each refinement level predicts (sdst.levels).
 """
 

@@ -122,6 +122,12 @@ def annotation_files(name):
     return [dataset(name)["annotations"][s] for s in sorted(dataset(name)["annotations"])]
 
 
+def demo_spec_arg(name):
+    """`--demo-spec JSON` for a generated dataset (sdst.reporting.aggregate reads its events kind's plans), else ""."""
+    gen = dataset(name).get("generate")
+    return f"--demo-spec {shlex.quote(canonical_json(gen))}" if gen else ""
+
+
 def video_exts(name):
     return dataset(name).get("video_exts", [".mp4", ".mkv", ".webm", ".avi", ".mov"])
 

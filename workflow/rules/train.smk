@@ -150,10 +150,11 @@ rule aggregate_model:
         code=code("sdst.reporting.aggregate"),
         runs=run_dirs,
         splits=lambda wc: report_splits(wc.dataset),
+        demo=lambda wc: demo_spec_arg(wc.dataset),
     shell:
         "python -m sdst.reporting.aggregate --dataset {wildcards.dataset} --model {wildcards.model} --runs {params.runs} "
-        "--splits {params.splits} --baseline {input.baseline} --extraction {input.extraction} --out {output} "
-        "> {log} 2>&1"
+        "--splits {params.splits} --baseline {input.baseline} --extraction {input.extraction} {params.demo} "
+        "--out {output} > {log} 2>&1"
 
 
 rule dataset_metrics:

@@ -1,0 +1,91 @@
+"""Where the first window lands (sdst.first_window) against categories worked out by hand, and the generator's
+plans regenerated for it (extract.demo_plans) against what extract.demo.generate wrote."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from extract import demo
+from extract.demo_plans import PlanMismatch, all_query_plans, query_plans
+from sdst.first_window import KIND_PREFIX, PREFIX, breakdown, classify, classify_elsewhere
+
+GT = [[20.0, 30.0], [40.0, 50.0]]
+
+
+@pytest.mark.parametrize("window, expected", [
+    ([21, 30], "hit"),  # IoU 0.9
+    ([20, 34], "hit"),  # 10 / 14 = 0.714
+    ([20, 36], "loose"),  # 10 / 16 = 0.625
+    ([44, 50], "loose"),  # 0.6
+    ([25, 45], "merged"),  # overlaps both, IoU 0.25 with each
+    ([28, 40], "partial"),  # touches [40, 50] at one point only: overlaps one window
+    ([10, 20], "elsewhere"),
+    ([52, 60], "elsewhere"),
+])
+def test_classify_by_hand(window, expected):
+    assert classify(window, GT) == expected
+
+
+# one video, clips of 2 s: object 0 grows at clips 2-5 and 10-14 and blinks at 20-22; object 1 grows at 30-33,
+# shrinks at 40-44; the query asks for object 0's growing after something at clip 8: window clips 10-14
+PLAN = {"objects": [
+    {"events": [{"type": "grow", "param": None, "clips": [2, 5]}, {"type": "grow", "param": None, "clips": [10, 14]},
+                {"type": "blink", "param": None, "clips": [20, 22]}]},
+    {"events": [{"type": "grow", "param": None, "clips": [30, 33]},
+                {"type": "shrink", "param": None, "clips": [40, 44]}]}]}
+QUERY = {"target": [0, "grow", None], "windows": [[10, 14]], "kind": "after"}
+
+
+@pytest.mark.parametrize("window, expected", [
+    ([4, 10], "asked change, excluded time"),  # seconds 4-10: clips 2-5, the growing the relation excludes
+    ([60, 64], "same change, other object"),  # object 1 grows at 60-66 s
+    ([40, 42], "other change, same object"),  # object 0 blinks at 40-44 s
+    ([80, 84], "other event"),  # object 1 shrinks
+    ([50, 58], "no event"),
+    ([38, 62], "same change, other object"),  # blink (same object) and object 1's growing: the earlier rule wins
+])
+def test_classify_elsewhere_by_hand(window, expected):
+    assert classify_elsewhere(window, PLAN, QUERY) == expected
+
+
+def test_breakdown_with_plans_by_hand():
+    simple = {"target": [1, "shrink", None], "windows": [[40, 44]], "kind": "simple"}
+    gt = [{"qid": 1, "relevant_windows": [[20.0, 28.0]]}, {"qid": 2, "relevant_windows": [[80.0, 88.0]]},
+          {"qid": 3, "relevant_windows": [[80.0, 88.0]]}, {"qid": 4, "relevant_windows": [[80.0, 88.0]]}]
+    records = [{"qid": 1, "pred_relevant_windows": [[20, 28, 0.9], [4, 10, 0.1]]},  # hit
+               {"qid": 2, "pred_relevant_windows": [[40, 44, 0.9], [80, 88, 0.5]]},  # object 0 blinks
+               {"qid": 3, "pred_relevant_windows": [[82, 86, 0.9]]},  # IoU 0.5: loose
+               {"qid": 4, "pred_relevant_windows": []}]  # nothing submitted
+    plans = {1: (PLAN, QUERY), 2: (PLAN, simple), 3: (PLAN, simple), 4: (PLAN, simple)}
+    out = breakdown(records, gt, plans)
+    assert out[PREFIX + "hit"] == 25.0 and out[PREFIX + "loose"] == 25.0 and out[PREFIX + "elsewhere"] == 50.0
+    assert out[PREFIX + "other event"] == 25.0  # [40, 44]: object 0 blinks, the query asks for object 1 shrinking
+    assert out[PREFIX + "no event"] == 25.0  # qid 4
+    assert out[KIND_PREFIX + "after"] == 100.0 and out[KIND_PREFIX + "simple"] == 0.0
+    plain = breakdown(records, gt)
+    assert set(plain) == {PREFIX + k for k in ("hit", "loose", "partial", "merged", "elsewhere")}
+
+
+def test_plans_are_those_the_generator_wrote(tmp_path):
+    hard = yaml.safe_load((ROOT / "config.yaml").read_text())["datasets"]["demo_hard"]["generate"]
+    spec = demo.DemoSpec.from_config({**copy.deepcopy(hard), "videos": {"train": 2, "val": 2}, "min_duration": 16,
+                                      "max_duration": 20, "width": 64, "height": 48})
+    demo.generate(tmp_path, spec, progress=False)
+    plans = all_query_plans(spec)
+    for split in ("train", "val"):
+        path = tmp_path / f"demo_{split}.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        found = query_plans(plans, rows, str(path))
+        assert sorted(found) == [r["qid"] for r in rows]
+        for r in rows:  # the query's text is the one drawn with the plan
+            assert r["query"] == found[r["qid"]][1]["text"]
+    rows[-1]["relevant_windows"] = [[0.0, 2.0]]
+    with pytest.raises(PlanMismatch, match=rf"demo_val.jsonl line {len(rows)}: qid {rows[-1]['qid']} "):
+        query_plans(plans, rows, str(path))
+    with pytest.raises(ValueError, match="events kind only"):
+        all_query_plans(demo.DemoSpec.from_config({"videos": {"train": 1}}))
