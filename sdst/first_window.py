@@ -6,7 +6,7 @@ On a generated ``events`` dataset (demo_hard; extract.demo_plans regenerates wha
 else" is split further by the events the window overlaps, first match wins: the asked object's asked change at a
 time the query excludes (a composed query's relation ignored), the same kind of change on another object (the
 object confused), another change of the asked object (the change confused), another event, no event. R1@0.7 is
-also given per query kind (simple, while, after, before).
+also given per query kind (simple, while, after, before) and per asked change (colour, grow, shrink, flash, vanish).
 
 Shares of queries in percent, 2 dp; the categories of one level sum to 100 up to rounding.
 """
@@ -34,7 +34,9 @@ ELSEWHERE = {  # "elsewhere" on a generated events dataset, by the events the wi
     "no event": "no event",
 }
 PREFIX = "MR-first-window-"
-KIND_PREFIX = "MR-R1@0.7-query-"
+# R1@0.7 per group of queries on a generated events dataset: group -> (key prefix, the group of a query's plan)
+GROUPS = {"query kind": ("MR-R1@0.7-query-", lambda q: q["kind"]),
+          "asked change": ("MR-R1@0.7-change-", lambda q: q["target"][1])}
 
 
 def _overlaps(a, b) -> bool:
@@ -68,12 +70,12 @@ def classify_elsewhere(window, plan: dict, query: dict) -> str:
 
 def breakdown(records: list[dict], gt: list[dict], plans: dict | None = None) -> dict[str, float]:
     """``PREFIX + category`` -> percent of the ``gt`` queries, and with ``plans`` (qid -> (video plan, query
-    plan), extract.demo_plans.query_plans) ``PREFIX + ELSEWHERE key`` and ``KIND_PREFIX + kind`` (R1@0.7 of the
-    queries of that kind). A query without predictions counts as elsewhere (no event)."""
+    plan), extract.demo_plans.query_plans) ``PREFIX + ELSEWHERE key`` and, for each of GROUPS, its prefix + the
+    group's value (R1@0.7 of those queries). A query without predictions counts as elsewhere (no event)."""
     first = {r["qid"]: r["pred_relevant_windows"][0][:2] for r in records if r["pred_relevant_windows"]}
     keys = list(CATEGORIES) + (list(ELSEWHERE) if plans is not None else [])
     counts = dict.fromkeys(keys, 0)
-    kinds: dict[str, list[int]] = {}
+    groups: dict[str, list[int]] = {}
     for g in gt:
         w = first.get(g["qid"])
         cat = "elsewhere" if w is None else classify(w, g["relevant_windows"])
@@ -82,17 +84,20 @@ def breakdown(records: list[dict], gt: list[dict], plans: dict | None = None) ->
             plan, q = plans[g["qid"]]
             if cat == "elsewhere":
                 counts["no event" if w is None else classify_elsewhere(w, plan, q)] += 1
-            kinds.setdefault(q["kind"], [0, 0])[cat == "hit"] += 1
+            for prefix, of in GROUPS.values():
+                groups.setdefault(prefix + str(of(q)), [0, 0])[cat == "hit"] += 1
     out = {PREFIX + k: round(100.0 * v / len(gt), 2) for k, v in counts.items()}
-    out.update({KIND_PREFIX + k: round(100.0 * hits / (hits + misses), 2)
-                for k, (misses, hits) in sorted(kinds.items())})
+    out.update({k: round(100.0 * hits / (hits + misses), 2) for k, (misses, hits) in sorted(groups.items())})
     return out
 
 
-def query_kinds(gt: list[dict], plans: dict) -> dict[str, int]:
-    """Queries per kind."""
-    out: dict[str, int] = {}
-    for g in gt:
-        kind = plans[g["qid"]][1]["kind"]
-        out[kind] = out.get(kind, 0) + 1
-    return dict(sorted(out.items()))
+def group_sizes(gt: list[dict], plans: dict) -> dict[str, dict[str, int]]:
+    """Queries per group value, for each of GROUPS: {"query kind": {"simple": n, ...}, "asked change": {...}}."""
+    out: dict[str, dict[str, int]] = {}
+    for name, (_, of) in GROUPS.items():
+        sizes: dict[str, int] = {}
+        for g in gt:
+            value = str(of(plans[g["qid"]][1]))
+            sizes[value] = sizes.get(value, 0) + 1
+        out[name] = dict(sorted(sizes.items()))
+    return out

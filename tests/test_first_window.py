@@ -12,7 +12,8 @@ import yaml
 from conftest import ROOT
 from extract import demo
 from extract.demo_plans import PlanMismatch, all_query_plans, query_plans
-from sdst.first_window import KIND_PREFIX, PREFIX, breakdown, classify, classify_elsewhere
+from sdst.first_window import PREFIX, breakdown, classify, classify_elsewhere, group_sizes
+from sdst.reporting.aggregate import aggregate
 
 GT = [[20.0, 30.0], [40.0, 50.0]]
 
@@ -66,7 +67,9 @@ def test_breakdown_with_plans_by_hand():
     assert out[PREFIX + "hit"] == 25.0 and out[PREFIX + "loose"] == 25.0 and out[PREFIX + "elsewhere"] == 50.0
     assert out[PREFIX + "other event"] == 25.0  # [40, 44]: object 0 blinks, the query asks for object 1 shrinking
     assert out[PREFIX + "no event"] == 25.0  # qid 4
-    assert out[KIND_PREFIX + "after"] == 100.0 and out[KIND_PREFIX + "simple"] == 0.0
+    assert out["MR-R1@0.7-query-after"] == 100.0 and out["MR-R1@0.7-query-simple"] == 0.0
+    assert out["MR-R1@0.7-change-grow"] == 100.0 and out["MR-R1@0.7-change-shrink"] == 0.0
+    assert group_sizes(gt, plans) == {"query kind": {"after": 1, "simple": 3}, "asked change": {"grow": 1, "shrink": 3}}
     plain = breakdown(records, gt)
     assert set(plain) == {PREFIX + k for k in ("hit", "loose", "partial", "merged", "elsewhere")}
 
@@ -84,6 +87,24 @@ def test_plans_are_those_the_generator_wrote(tmp_path):
         assert sorted(found) == [r["qid"] for r in rows]
         for r in rows:  # the query's text is the one drawn with the plan
             assert r["query"] == found[r["qid"]][1]["text"]
+    # a run that submits each query's ground-truth windows, aggregated with the spec: every query a hit, counted
+    run = tmp_path / "runs" / "seed0"
+    run.mkdir(parents=True)
+    (run / "metrics_val.json").write_text(json.dumps({"brief": {"MR-full-R1@0.7": 100.0}}))
+    (run / "train_summary.json").write_text(json.dumps({"parameters": 1, "best_epoch": 1, "mean_it_per_s": 1.0,
+                                                        "device": "cpu"}))
+    (run / "predictions_val.jsonl").write_text("".join(
+        json.dumps({"qid": r["qid"], "pred_relevant_windows": [w + [1.0] for w in r["relevant_windows"]]}) + "\n"
+        for r in rows))
+    (run / "predictions_val.jsonl.gt.jsonl").write_text(path.read_text())
+    val = aggregate("demo_hard", "m", [str(run)], ["val"], demo_spec=spec.record())["metrics"]
+    kinds = {}
+    for r in rows:
+        kinds[found[r["qid"]][1]["kind"]] = kinds.get(found[r["qid"]][1]["kind"], 0) + 1
+    assert val["_query_groups"]["query kind"] == dict(sorted(kinds.items()))
+    assert sum(val["_query_groups"]["asked change"].values()) == len(rows)
+    assert all(val[f"MR-R1@0.7-query-{k}"]["mean"] == 100.0 for k in kinds)
+    assert val[PREFIX + "hit"]["mean"] == 100.0 and val[PREFIX + "no event"]["mean"] == 0.0
     rows[-1]["relevant_windows"] = [[0.0, 2.0]]
     with pytest.raises(PlanMismatch, match=rf"demo_val.jsonl line {len(rows)}: qid {rows[-1]['qid']} "):
         query_plans(plans, rows, str(path))

@@ -9,7 +9,8 @@ lack of features (failed or missing videos) are carried along. Beside the evalua
 where one of the submitted windows reaches IoU ≥ 0.7 with a ground-truth window (sdst.metrics.best_window_recall),
 the R1@0.7 a perfect ranking of the submitted windows would give, and where the first window lands
 (sdst.first_window: ``MR-first-window-<category>``; with ``--demo-spec``, the generator's spec of an events dataset,
-also the events it lands on and R1@0.7 per query kind, ``MR-R1@0.7-query-<kind>``, with ``_query_kinds``).
+also the events it lands on and R1@0.7 per query kind and per asked change, ``MR-R1@0.7-query-<kind>`` and
+``MR-R1@0.7-change-<type>``, with their queries counted in ``_query_groups``).
 """
 
 from __future__ import annotations
@@ -21,18 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from sdst.first_window import KIND_PREFIX, PREFIX as FIRST_PREFIX
+from sdst.first_window import GROUPS, PREFIX as FIRST_PREFIX
 
 BEST_WINDOW = "MR-best-window-R1@0.7"
 
 
 def windows(run: str | Path, split: str, plans: dict | None = None) -> tuple[dict, dict | None]:
-    """({best-window R1@0.7, first-window shares}, queries per kind or None) of the run's predictions on a split;
+    """({best-window R1@0.7, first-window shares}, queries per group or None) of the run's predictions on a split;
     the values None (and no shares) without its predictions and their ground truth. ``plans``: every query's plan
     of a generated events dataset (extract.demo_plans.all_query_plans)."""
     from extract.demo_plans import query_plans
     from sdst.evaluate import load_jsonl  # validated: a bad line is named with its file and number
-    from sdst.first_window import breakdown, query_kinds
+    from sdst.first_window import breakdown, group_sizes
     from sdst.metrics import best_window_recall
 
     pred = Path(run) / f"predictions_{split}.jsonl"
@@ -42,7 +43,7 @@ def windows(run: str | Path, split: str, plans: dict | None = None) -> tuple[dic
     records, gt = load_jsonl(pred, "submission"), load_jsonl(gt_path, "gt")
     by_qid = None if plans is None else query_plans(plans, gt, str(gt_path))
     return ({BEST_WINDOW: best_window_recall(records, gt), **breakdown(records, gt, by_qid)},
-            None if by_qid is None else query_kinds(gt, by_qid))
+            None if by_qid is None else group_sizes(gt, by_qid))
 
 
 def summarise(values: list[float]) -> dict:
@@ -69,9 +70,9 @@ def aggregate(dataset: str, model: str, runs: list[str], splits: list[str], base
                     for r, (w, _) in zip(runs, found)]
         keys = list(dict.fromkeys(k for m in per_seed for k in m))
         out["splits"][split] = {k: summarise([m.get(k) for m in per_seed]) for k in keys}
-        kinds = next((k for _, k in found if k), None)
-        if kinds:
-            out["splits"][split]["_query_kinds"] = kinds
+        sizes = next((k for _, k in found if k), None)
+        if sizes:
+            out["splits"][split]["_query_groups"] = sizes
         info = Path(runs[0]) / f"predictions_{split}.jsonl.info.json"
         if info.is_file():
             i = json.loads(info.read_text())
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     m = result["metrics"]
     shown = ", ".join(f"{k} {v['mean']} ± {v['std']}" for k, v in m.items()
-                      if not k.startswith(("_", FIRST_PREFIX, KIND_PREFIX)) and v["mean"] is not None)
+                      if not k.startswith(("_", FIRST_PREFIX, *(p for p, _ in GROUPS.values()))) and v["mean"] is not None)
     print(f"{args.dataset}/{args.model} ({result['headline_split']}, {len(args.runs)} seeds): {shown}")
     return 0
 

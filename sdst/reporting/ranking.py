@@ -4,18 +4,21 @@ metrics.json (sdst.reporting.aggregate), mean ± std over seeds (ddof = 1):
 - "Finding the window vs ranking it": R1@0.7, best-window R1@0.7 (the R1@0.7 a perfect ranking of the submitted
   windows would give) and the difference, what the ranking loses;
 - "Where the first window lands": every query by what its first window is (sdst.first_window), and on a
-  generated events dataset the events a window elsewhere overlaps and R1@0.7 per query kind."""
+  generated events dataset the events a window elsewhere overlaps and R1@0.7 per query kind and asked change."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from sdst.first_window import CATEGORIES, ELSEWHERE, KIND_PREFIX, PREFIX
+from sdst.first_window import CATEGORIES, ELSEWHERE, GROUPS, PREFIX
 from sdst.reporting.aggregate import BEST_WINDOW
 from sdst.reporting.over_seeds import cell
 
 R1 = ("MR-full-R1@0.7", "MR-R1@0.7")  # QVHighlights-style, then Charades-STA / TACoS
+EXPLAIN = {"query kind": "simple: what happens to an object; while, after, before: composed with another object's "
+                         "event or presence",
+           "asked change": "what the query asks to happen to its object"}
 
 
 def _headline(paths: list[str]):
@@ -84,10 +87,12 @@ def _landing(paths: list[str]) -> str:
             lines += ["*elsewhere* by the events of the generated video the window overlaps (first match wins; "
                       "percent of all queries): " + "; ".join(f"*{k}*: {v}" for k, v in ELSEWHERE.items()) + ".", ""]
             lines += _table(events, list(ELSEWHERE), [PREFIX + k for k in ELSEWHERE])
-            kinds = next((s["_query_kinds"] for _, s in events if s.get("_query_kinds")), {})
-            if kinds:
-                lines += ["R1@0.7 per query kind (simple: what happens to an object; while, after, before: composed "
-                          "with another object's event or presence; queries of each kind in brackets). A kind with "
-                          "few queries moves by 100 / n points per query.", ""]
-                lines += _table(events, [f"{k} ({n})" for k, n in kinds.items()], [KIND_PREFIX + k for k in kinds])
+            sizes = next((s["_query_groups"] for _, s in events if s.get("_query_groups")), {})
+            for name, (prefix, _) in GROUPS.items():
+                if not sizes.get(name):
+                    continue
+                lines += [f"R1@0.7 per {name} ({EXPLAIN[name]}; queries of each in brackets). A group of n queries "
+                          "moves by 100 / n points per query.", ""]
+                lines += _table(events, [f"{k} ({n})" for k, n in sizes[name].items()],
+                                [prefix + k for k in sizes[name]])
     return "\n".join(lines)
