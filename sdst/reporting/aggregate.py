@@ -25,6 +25,7 @@ import numpy as np
 from sdst.first_window import GROUPS, PREFIX as FIRST_PREFIX
 
 BEST_WINDOW = "MR-best-window-R1@0.7"
+NOT_PRINTED = ("_", FIRST_PREFIX, *(prefix for prefix, _ in GROUPS.values()))  # in the JSON, not the log's line
 
 
 def windows(run: str | Path, split: str, plans: dict | None = None) -> tuple[dict, dict | None]:
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     m = result["metrics"]
     shown = ", ".join(f"{k} {v['mean']} ± {v['std']}" for k, v in m.items()
-                      if not k.startswith(("_", FIRST_PREFIX, *(p for p, _ in GROUPS.values()))) and v["mean"] is not None)
+                      if not k.startswith(NOT_PRINTED) and v["mean"] is not None)
     print(f"{args.dataset}/{args.model} ({result['headline_split']}, {len(args.runs)} seeds): {shown}")
     return 0
 
