@@ -8,12 +8,26 @@ time the query excludes (a composed query's relation ignored), the same kind of 
 object confused), another change of the asked object (the change confused), another event, no event. R1@0.7 is
 also given per query kind (simple, while, after, before) and per asked change (colour, grow, shrink, flash, vanish).
 
-Shares of queries in percent, 2 dp; the categories of one level sum to 100 up to rounding.
+Shares of queries in percent, 2 dp; the categories of one level sum to 100 up to rounding. The significance
+report tabulates them over seeds (sdst.reporting.ranking, from the aggregated metrics.json); for one submission:
+
+    python -m sdst.first_window --predictions results/demo_hard/sdst/seed0/predictions_val.jsonl \
+        [--gt P.gt.jsonl] [--dataset demo_hard [--config config.yaml]] [--out shares.json]
+
+``--gt`` defaults to the run's ``<predictions>.gt.jsonl``; ``--dataset`` names a generated events dataset of the
+config whose plans tell the events (any other dataset: the five categories only).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from pathlib import Path
+
 import numpy as np
+
+from extract.cli import exits_on_bad_input
 
 from extract.demo_shapes import CLIP
 from sdst.metrics import temporal_iou
@@ -101,3 +115,58 @@ def group_sizes(gt: list[dict], plans: dict) -> dict[str, dict[str, int]]:
             sizes[value] = sizes.get(value, 0) + 1
         out[name] = dict(sorted(sizes.items()))
     return out
+
+
+def demo_spec(config: str | Path, dataset: str) -> dict | None:
+    """The generator's spec of ``dataset`` in a config file, None when the dataset is not generated."""
+    import yaml
+
+    datasets = yaml.safe_load(Path(config).read_text()).get("datasets") or {}
+    if dataset not in datasets:
+        raise ValueError(f"{config}: no dataset '{dataset}' (datasets: {', '.join(datasets)})")
+    return datasets[dataset].get("generate")
+
+
+def plans_for(spec: dict | None, gt: list[dict], source: str) -> dict | None:
+    """qid -> (video plan, query plan) for the ``gt`` rows of a generated events dataset, else None."""
+    if not spec or spec.get("kind") != "events":
+        return None
+    from extract.demo import DemoSpec
+    from extract.demo_plans import all_query_plans, query_plans
+
+    return query_plans(all_query_plans(DemoSpec.from_config(spec)), gt, source)
+
+
+@exits_on_bad_input
+def main(argv: list[str] | None = None) -> int:
+    from sdst.evaluate import load_jsonl  # validated: a bad line is named with its file and number
+
+    p = argparse.ArgumentParser(prog="python -m sdst.first_window", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--predictions", required=True, help="a submission (qid, pred_relevant_windows ranked)")
+    p.add_argument("--gt", help="its ground truth (default: <predictions>.gt.jsonl, as sdst.infer writes it)")
+    p.add_argument("--dataset", help="the config's dataset; a generated events one splits 'elsewhere' by events")
+    p.add_argument("--config", default="config.yaml")
+    p.add_argument("--out", help="write the shares as JSON")
+    args = p.parse_args(argv)
+    gt_path = args.gt or args.predictions + ".gt.jsonl"
+    records, gt = load_jsonl(args.predictions, "submission"), load_jsonl(gt_path, "gt")
+    plans = plans_for(demo_spec(args.config, args.dataset) if args.dataset else None, gt, gt_path)
+    shares = breakdown(records, gt, plans)
+    if args.out:
+        Path(args.out).write_text(json.dumps(shares, indent=2) + "\n")
+    sizes = group_sizes(gt, plans) if plans else {}
+    print(f"{args.predictions}: {len(gt)} queries, their first window (% of queries)")
+    for key, value in shares.items():
+        label = key.removeprefix(PREFIX)
+        for name, (prefix, _) in GROUPS.items():
+            if key.startswith(prefix):
+                group = key.removeprefix(prefix)
+                label = f"R1@0.7, {name} {group} ({sizes[name][group]} queries)"
+        indent = "    " if label in ELSEWHERE else "  "
+        print(f"{indent}{label:<{48 - len(indent)}s} {value:6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,7 +12,7 @@ import yaml
 from conftest import ROOT
 from extract import demo
 from extract.demo_plans import PlanMismatch, all_query_plans, query_plans
-from sdst.first_window import PREFIX, breakdown, classify, classify_elsewhere, group_sizes
+from sdst.first_window import PREFIX, breakdown, classify, classify_elsewhere, group_sizes, main
 from sdst.reporting.aggregate import aggregate
 
 GT = [[20.0, 30.0], [40.0, 50.0]]
@@ -105,8 +105,32 @@ def test_plans_are_those_the_generator_wrote(tmp_path):
     assert sum(val["_query_groups"]["asked change"].values()) == len(rows)
     assert all(val[f"MR-R1@0.7-query-{k}"]["mean"] == 100.0 for k in kinds)
     assert val[PREFIX + "hit"]["mean"] == 100.0 and val[PREFIX + "no event"]["mean"] == 0.0
+    # the same submission through the command line, the dataset named in a config
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"datasets": {"tiny": {"generate": spec.record()}}}))
+    assert main(["--predictions", str(run / "predictions_val.jsonl"), "--dataset", "tiny", "--config", str(config),
+                 "--out", str(tmp_path / "shares.json")]) == 0
+    shares = json.loads((tmp_path / "shares.json").read_text())
+    assert shares[PREFIX + "hit"] == 100.0 and all(shares[f"MR-R1@0.7-query-{k}"] == 100.0 for k in kinds)
     rows[-1]["relevant_windows"] = [[0.0, 2.0]]
     with pytest.raises(PlanMismatch, match=rf"demo_val.jsonl line {len(rows)}: qid {rows[-1]['qid']} "):
         query_plans(plans, rows, str(path))
     with pytest.raises(ValueError, match="events kind only"):
         all_query_plans(demo.DemoSpec.from_config({"videos": {"train": 1}}))
+
+
+def test_command_line_by_hand_and_its_bad_input(tmp_path, capsys):
+    gt = tmp_path / "gt.jsonl"
+    gt.write_text("".join(json.dumps({"qid": q, "duration": 60, "relevant_windows": GT}) + "\n" for q in (1, 2)))
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text(json.dumps({"qid": 1, "pred_relevant_windows": [[21, 30, 0.9]]}) + "\n"
+                    + json.dumps({"qid": 2, "pred_relevant_windows": [[25, 45, 0.9]]}) + "\n")
+    assert main(["--predictions", str(pred), "--gt", str(gt)]) == 0
+    out = capsys.readouterr().out
+    assert "2 queries" in out and "hit" in out and "50.00" in out and "merged" in out and "asked change" not in out
+    assert main(["--predictions", str(pred), "--gt", str(gt), "--dataset", "nope",
+                 "--config", str(ROOT / "config.yaml")]) == 2
+    assert "config.yaml: no dataset 'nope'" in capsys.readouterr().err
+    pred.write_text(pred.read_text() + '{"qid": 3, "pred_relevant_windows": [[5]]}\n')
+    assert main(["--predictions", str(pred), "--gt", str(gt)]) == 2
+    assert "pred.jsonl:3: " in capsys.readouterr().err
