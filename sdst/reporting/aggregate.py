@@ -28,13 +28,12 @@ BEST_WINDOW = "MR-best-window-R1@0.7"
 NOT_PRINTED = ("_", FIRST_PREFIX, *(prefix for prefix, _ in GROUPS.values()))  # in the JSON, not the log's line
 
 
-def windows(run: str | Path, split: str, plans: dict | None = None) -> tuple[dict, dict | None]:
+def windows(run: str | Path, split: str, demo_spec: dict | None = None) -> tuple[dict, dict | None]:
     """({best-window R1@0.7, first-window shares}, queries per group or None) of the run's predictions on a split;
-    the values None (and no shares) without its predictions and their ground truth. ``plans``: every query's plan
-    of a generated events dataset (extract.demo_plans.all_query_plans)."""
-    from extract.demo_plans import query_plans
+    the values None (and no shares) without its predictions and their ground truth. ``demo_spec``: the generator's
+    spec of a generated dataset (an events one tells the events, sdst.first_window.plans_for)."""
     from sdst.evaluate import load_jsonl  # validated: a bad line is named with its file and number
-    from sdst.first_window import breakdown, group_sizes
+    from sdst.first_window import breakdown, group_sizes, plans_for
     from sdst.metrics import best_window_recall
 
     pred = Path(run) / f"predictions_{split}.jsonl"
@@ -42,7 +41,7 @@ def windows(run: str | Path, split: str, plans: dict | None = None) -> tuple[dic
     if not (pred.is_file() and gt_path.is_file()):
         return {BEST_WINDOW: None}, None
     records, gt = load_jsonl(pred, "submission"), load_jsonl(gt_path, "gt")
-    by_qid = None if plans is None else query_plans(plans, gt, str(gt_path))
+    by_qid = plans_for(demo_spec, gt, str(gt_path))
     return ({BEST_WINDOW: best_window_recall(records, gt), **breakdown(records, gt, by_qid)},
             None if by_qid is None else group_sizes(gt, by_qid))
 
@@ -56,17 +55,11 @@ def summarise(values: list[float]) -> dict:
 
 def aggregate(dataset: str, model: str, runs: list[str], splits: list[str], baseline: str | None = None,
               extraction: str | None = None, demo_spec: dict | None = None) -> dict:
-    plans = None
-    if demo_spec is not None and demo_spec.get("kind") == "events":
-        from extract.demo import DemoSpec
-        from extract.demo_plans import all_query_plans
-
-        plans = all_query_plans(DemoSpec.from_config(demo_spec))
     runs = sorted(runs, key=lambda r: int(Path(r).name.removeprefix("seed")))
     out = {"dataset": dataset, "model": model, "seeds": [int(Path(r).name.removeprefix("seed")) for r in runs],
            "headline_split": splits[0], "splits": {}}
     for split in splits:
-        found = [windows(r, split, plans) for r in runs]
+        found = [windows(r, split, demo_spec) for r in runs]
         per_seed = [{**json.loads((Path(r) / f"metrics_{split}.json").read_text())["brief"], **w}
                     for r, (w, _) in zip(runs, found)]
         keys = list(dict.fromkeys(k for m in per_seed for k in m))
