@@ -13,6 +13,10 @@ windows the level submits (its decoder queries' windows, up to sdst.postprocess.
 ground-truth window, i.e. the R1@0.7 a perfect ranking of those windows would give; the gap to R1@0.7 is what the
 ranking loses, the rest what the localisation does. ``DIR/levels.json`` holds the metrics; the split needs ground
 truth.
+Each row also counts the distinct windows submitted per query (sdst.metrics.distinct_windows: near-copies at IoU ≥
+0.7 count once). ``slots`` in the JSON reads the model's M decoder queries one by one (issue 21 point 5): how often
+each one's window is ranked first, how often it reaches IoU ≥ 0.7 with a ground-truth window, and its learned
+reference R^0 (centre, width in [0, 1] of the video; the "mixed" and "pure" query selections move the centre).
 """
 
 from __future__ import annotations
@@ -25,16 +29,19 @@ from extract.cli import exits_on_bad_input
 
 SHOWN = ("MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-short-mAP", "MR-middle-mAP", "MR-long-mAP")
 BEST = "best-window R1@0.7"  # the column of sdst.metrics.best_window_recall
+DISTINCT = "distinct windows"  # the column of sdst.metrics.distinct_windows
 
 
 def level_records(model, dataset, clip_len: float, batch_size: int = 64, device: str = "cpu",
-                  sigma: float = 0.5, use_actionness: bool = True) -> tuple[list[list[dict]], list[dict]]:
+                  sigma: float = 0.5, use_actionness: bool = True,
+                  slots: list | None = None) -> tuple[list[list[dict]], list[dict]]:
     """-> (records of every level ranked by p, in level order; the model's output records as sdst.infer ranks
-    them). One forward pass per batch, float32, eval mode."""
+    them). One forward pass per batch, float32, eval mode. ``slots``, where given, receives per query its qid, the
+    windows (M, 2) in seconds of the M decoder queries in their order and the scores the output ranks them by."""
     import torch
 
     from sdst.data import batch_to, collate
-    from sdst.postprocess import to_records
+    from sdst.postprocess import ranking_scores, span_windows, timeline, to_records
 
     model = model.to(device).eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
@@ -50,6 +57,10 @@ def level_records(model, dataset, clip_len: float, batch_size: int = 64, device:
                 records += to_records({**lvl, "saliency": out["saliency"]}, batch["meta"], clip_len, sigma=sigma,
                                       use_actionness=False)
             output += to_records(out, batch["meta"], clip_len, sigma=sigma, use_actionness=use_actionness)
+            if slots is not None:
+                scores, spans = ranking_scores(out, use_actionness), out["pred_spans"].float().cpu().numpy()
+                slots += [{"qid": m["qid"], "windows": span_windows(spans[i], *timeline(m, clip_len)),
+                           "scores": scores[i]} for i, m in enumerate(batch["meta"])]
     return per_level or [], output
 
 
@@ -60,28 +71,58 @@ def run(checkpoint: str, split: str, out: str | Path, features: str | None = Non
     from sdst.data import query_record
     from sdst.diagnose import checkpoint_split
     from sdst.evaluate import evaluate
-    from sdst.metrics import best_window_recall
+    from sdst.metrics import best_window_recall, distinct_windows
 
     model, run_cfg, ds = checkpoint_split(checkpoint, split, features, cache_dir, require_labels=True)
     if run_cfg["model"]["arch"] != "sdst":
         raise ValueError(f"{checkpoint}: arch {run_cfg['model']['arch']!r} has no refinement levels "
                          "(python -m sdst.levels reads SDST-family checkpoints)")
     data, train = run_cfg["data"], run_cfg["train"]
+    slots: list[dict] = []
     per_level, output = level_records(model, ds, data["clip_len"], batch_size, resolve_device(device),
-                                      train["nms_sigma"], ranks_by_actionness(train))
+                                      train["nms_sigma"], ranks_by_actionness(train), slots)
     gt = [query_record(q) for q in ds.items]
     brief = lambda records: evaluate(records, gt, data["eval_type"])["brief"]  # noqa: E731
     result = {"checkpoint": str(checkpoint), "model": run_cfg["model"].get("name"), "dataset": data["name"],
               "split": split, "seed": run_cfg.get("seed"), "queries": len(ds),
               "levels": [{"level": i + 1, "cache_layer": layer, "ranked_by": "p", "metrics": brief(records),
-                          BEST: best_window_recall(records, gt)}
+                          BEST: best_window_recall(records, gt), DISTINCT: distinct_windows(records)}
                          for i, (layer, records) in enumerate(zip(model.levels, per_level))],
               "output": {"ranked_by": "sqrt(p * actionness)" if ranks_by_actionness(train) else "p",
-                         "metrics": brief(output), BEST: best_window_recall(output, gt)}}
+                         "metrics": brief(output), BEST: best_window_recall(output, gt),
+                         DISTINCT: distinct_windows(output)},
+              "slots": slot_stats(slots, gt, model.r0.detach().sigmoid().tolist())}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "levels.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def slot_stats(slots: list[dict], gt: list[dict], references: list, threshold: float = 0.7) -> list[dict]:
+    """Per decoder query (in the model's order): the percent of queries whose first-ranked window is its window
+    (``first``; ties go to the lower index), the percent where its window reaches IoU ≥ ``threshold`` with a
+    ground-truth window (``hit``), and its learned reference R^0 (centre, width)."""
+    import numpy as np
+
+    from sdst.metrics import temporal_iou
+
+    windows = {g["qid"]: np.asarray(g["relevant_windows"], dtype=float).reshape(-1, 2) for g in gt}
+    first, hit = np.zeros(len(references)), np.zeros(len(references))
+    for s in slots:
+        first[int(np.argmax(s["scores"]))] += 1
+        hit += (temporal_iou(np.asarray(s["windows"], dtype=float), windows[s["qid"]]) >= threshold).any(1)
+    n = max(len(slots), 1)
+    return [{"query": i, "first": round(100.0 * f / n, 2), "hit": round(100.0 * h / n, 2),
+             "reference": [round(float(x), 4) for x in ref]}
+            for i, (f, h, ref) in enumerate(zip(first, hit, references))]
+
+
+def slots_table(result: dict) -> str:
+    """The decoder queries as a Markdown table (what the CLI prints after the levels)."""
+    rows = ["| decoder query | R^0 centre, width | ranked first (%) | IoU ≥ 0.7 (%) |", "|---:|---|---:|---:|"]
+    rows += [f"| {s['query']} | {s['reference'][0]:.2f}, {s['reference'][1]:.2f} | {s['first']:.2f} | "
+             f"{s['hit']:.2f} |" for s in result.get("slots", [])]
+    return "\n".join(rows)
 
 
 def _cell(value) -> str:
@@ -90,13 +131,15 @@ def _cell(value) -> str:
 
 def table(result: dict) -> str:
     """The levels as a Markdown table (what the CLI prints)."""
-    rows = [f"| level (cached layer) | {' | '.join(SHOWN)} | {BEST} |", "|---|" + "---:|" * (len(SHOWN) + 1)]
+    rows = [f"| level (cached layer) | {' | '.join(SHOWN)} | {BEST} | {DISTINCT} |",
+            "|---|" + "---:|" * (len(SHOWN) + 2)]
     for lvl in result["levels"]:
         rows.append(f"| {lvl['level']} ({lvl['cache_layer']}) | "
-                    + " | ".join(_cell(lvl["metrics"][k]) for k in SHOWN) + f" | {_cell(lvl.get(BEST))} |")
+                    + " | ".join(_cell(lvl["metrics"][k]) for k in SHOWN)
+                    + f" | {_cell(lvl.get(BEST))} | {_cell(lvl.get(DISTINCT))} |")
     rows.append(f"| output, ranked by {result['output']['ranked_by']} | "
                 + " | ".join(_cell(result["output"]["metrics"][k]) for k in SHOWN)
-                + f" | {_cell(result['output'].get(BEST))} |")
+                + f" | {_cell(result['output'].get(BEST))} | {_cell(result['output'].get(DISTINCT))} |")
     return "\n".join(rows)
 
 
@@ -112,19 +155,23 @@ def report_section(json_paths: list[str]) -> str:
              "What each refinement level of each seed's best checkpoint predicts on the headline split "
              "(sdst.levels), mean ± std over seeds: every level ranked by the class probability p, the last row the "
              f"model's output as evaluated. {BEST}: the share of queries where one of the windows submitted reaches "
-             "IoU ≥ 0.7 with a ground-truth window (R1@0.7 under a perfect ranking of those windows).", ""]
+             "IoU ≥ 0.7 with a ground-truth window (R1@0.7 under a perfect ranking of those windows). "
+             f"{DISTINCT}: how many of the windows submitted per query are distinct (a window within IoU 0.7 of one "
+             "listed before it counts once).", ""]
     for _, results in by_model(json_paths):
         first = results[0]
         lines += [f"### {first['model']} on {first['dataset']} ({seeds_text(results)}, {first['queries']} queries)",
-                  "", f"| level (cached layer) | {' | '.join(SHOWN)} | {BEST} |",
-                  "|---|" + "---:|" * (len(SHOWN) + 1)]
+                  "", f"| level (cached layer) | {' | '.join(SHOWN)} | {BEST} | {DISTINCT} |",
+                  "|---|" + "---:|" * (len(SHOWN) + 2)]
         for i, lvl in enumerate(first["levels"]):
             lines.append(f"| {lvl['level']} ({lvl['cache_layer']}) | " + " | ".join(
                 cell([r["levels"][i]["metrics"][k] for r in results]) for k in SHOWN)
-                + f" | {cell([r['levels'][i].get(BEST) for r in results])} |")
+                + f" | {cell([r['levels'][i].get(BEST) for r in results])} | "
+                + f"{cell([r['levels'][i].get(DISTINCT) for r in results])} |")
         lines.append(f"| output, ranked by {first['output']['ranked_by']} | " + " | ".join(
             cell([r["output"]["metrics"][k] for r in results]) for k in SHOWN)
-            + f" | {cell([r['output'].get(BEST) for r in results])} |")
+            + f" | {cell([r['output'].get(BEST) for r in results])} | "
+            + f"{cell([r['output'].get(DISTINCT) for r in results])} |")
         if first["output"]["ranked_by"] != "p":
             parts = []
             for k in ("MR-full-R1@0.7", "MR-full-mAP", "MR-long-mAP"):
@@ -150,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.checkpoint, args.split, args.out, args.features, args.cache_dir, args.device, args.batch_size)
     print(f"{result['model']} on {result['dataset']} {result['split']} ({result['queries']} queries):")
     print(table(result))
+    print(f"\nThe {len(result['slots'])} decoder queries (output ranking):")
+    print(slots_table(result))
     return 0
 
 

@@ -94,6 +94,21 @@ def best_window_recall(records: list[dict], gt: list[dict], threshold: float = 0
     return round(100.0 * sum(hits) / len(hits), 2)
 
 
+def distinct_windows(records: list[dict], threshold: float = 0.7) -> float | None:
+    """Mean number of distinct windows a query is submitted (2 dp; None without records): taken in the submitted
+    order, a window counts when its IoU with every window counted before it is below ``threshold``, so ten
+    submitted windows that are near-copies of two count 2. Soft-NMS (sdst.postprocess) lowers a copy's score but
+    keeps it in the list, where it takes the place of a window elsewhere."""
+    counts = []
+    for r in records:
+        kept: list = []
+        for w in np.asarray([w[:2] for w in r["pred_relevant_windows"]], dtype=float).reshape(-1, 2):
+            if not kept or (temporal_iou(w[None], np.asarray(kept)) < threshold).all():
+                kept.append(w)
+        counts.append(len(kept))
+    return round(float(np.mean(counts)), 2) if counts else None
+
+
 def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of ``a[i]`` with ``b[i]``, (N, 2) x (N, 2) -> (N,).
 

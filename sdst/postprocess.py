@@ -40,6 +40,30 @@ def confidence(logits, actionness) -> np.ndarray:
     return np.sqrt(np.clip(p * np.asarray(actionness, dtype=np.float64), 0.0, None))
 
 
+def ranking_scores(out: dict, use_actionness: bool = True) -> np.ndarray:
+    """The score each proposal is ranked by, (B, N): Eq. 23's confidence where the outputs have an actionness (and
+    ``use_actionness``), the class probability p otherwise."""
+    logits = out["pred_logits"].float().cpu().numpy()
+    act = out.get("pred_actionness")
+    if act is None or not use_actionness:
+        return 1.0 / (1.0 + np.exp(-logits))  # in float32, as the records were always written
+    return confidence(logits, act.float().cpu().numpy())
+
+
+def timeline(meta: dict, clip_len: float) -> tuple[float, float]:
+    """(length of the feature timeline, the duration windows are clipped to: the video's own where it is shorter)
+    of one query's metadata (qid, vid, n_clips, duration)."""
+    length = meta["n_clips"] * clip_len
+    return length, (min(length, meta["duration"]) if meta.get("duration") else length)
+
+
+def span_windows(spans: np.ndarray, length: float, duration: float) -> np.ndarray:
+    """(centre, width) spans (N, 2) in [0, 1] of the feature timeline's ``length`` -> [start, end] windows in
+    seconds (N, 2), clipped to [0, duration]."""
+    se = np.stack([spans[:, 0] - spans[:, 1] / 2, spans[:, 0] + spans[:, 1] / 2], -1) * length
+    return np.clip(se, 0.0, duration)
+
+
 def to_records(out: dict, meta: list[dict], clip_len: float, sigma: float = 0.5, top_k: int = TOP_K,
                use_actionness: bool = True) -> list[dict]:
     """Model outputs of one batch -> submission records.
@@ -47,18 +71,13 @@ def to_records(out: dict, meta: list[dict], clip_len: float, sigma: float = 0.5,
     out: pred_logits (B, N), pred_spans (B, N, 2) (centre, width) in [0, 1] of the valid length,
     pred_actionness (B, N) (optional), saliency (B, T); meta: per sample qid, query, vid, n_clips, duration.
     """
-    logits = out["pred_logits"].float().cpu().numpy()
+    all_scores = ranking_scores(out, use_actionness)
     spans = out["pred_spans"].float().cpu().numpy()
-    act = out.get("pred_actionness")
-    act = act.float().cpu().numpy() if (act is not None and use_actionness) else None
     sal = out["saliency"].float().cpu().numpy()
     records = []
     for i, m in enumerate(meta):
-        length = m["n_clips"] * clip_len  # the feature timeline; the video's own duration caps it
-        duration = min(length, m["duration"]) if m.get("duration") else length
-        scores = confidence(logits[i], act[i]) if act is not None else 1.0 / (1.0 + np.exp(-logits[i]))
-        se = np.stack([spans[i, :, 0] - spans[i, :, 1] / 2, spans[i, :, 0] + spans[i, :, 1] / 2], -1) * length
-        se = np.clip(se, 0.0, duration)
+        scores = all_scores[i]
+        se = span_windows(spans[i], *timeline(m, clip_len))
         ok = se[:, 1] > se[:, 0]
         windows, kept = soft_nms(se[ok], scores[ok], sigma=sigma, top_k=top_k)
         records.append({

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from extract.annotations import AnnotationError
-from sdst.reporting.aggregate import BEST_WINDOW, aggregate
+from sdst.reporting.aggregate import BEST_WINDOW, DISTINCT, aggregate
 from sdst.reporting.ranking import section
 
 GT = [{"qid": 1, "duration": 60, "relevant_windows": [[0, 10]]},
@@ -40,7 +40,9 @@ def test_best_window_r1_per_seed_and_the_ranking_section(tmp_path):
     path.write_text(json.dumps(out))
     text = section([str(path)])
     # lost to the ranking per seed: 50 − 0, 100 − 50 -> 50 ± 0
-    assert "| m | 25.00 ± 35.36 | 75.00 ± 35.36 | 50.00 ± 0.00 |" in text
+    # distinct windows: seed 0 q1 2 (no overlap), q2 1 -> 1.5; seed 1 1 and 1 -> 1.0; std 0.5 / sqrt(2) = 0.35
+    assert out["metrics"][DISTINCT]["values"] == [1.5, 1.0]
+    assert "| m | 25.00 ± 35.36 | 75.00 ± 35.36 | 50.00 ± 0.00 | 1.25 ± 0.35 |" in text
     # first windows: seed 0 q1 [30, 40] overlaps nothing (elsewhere), q2 [44, 50] IoU 0.6 with [40, 50] (loose);
     # seed 1 both hit -> hit 0, 100; loose 50, 0; elsewhere 50, 0
     assert out["metrics"]["MR-first-window-hit"]["values"] == [0.0, 100.0]
@@ -54,6 +56,7 @@ def test_runs_without_predictions_have_no_best_window_and_no_section(tmp_path):
     runs = [_run(tmp_path / "m", 0, 10.0, {}, predictions=False)]
     out = aggregate("d", "m", runs, ["val"])
     assert out["metrics"][BEST_WINDOW]["values"] == [None] and out["metrics"][BEST_WINDOW]["mean"] is None
+    assert out["metrics"][DISTINCT]["values"] == [None]
     path = tmp_path / "m.json"
     path.write_text(json.dumps(out))
     assert section([str(path)]) == ""

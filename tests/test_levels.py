@@ -16,8 +16,8 @@ from sdst.checkpoint import save_checkpoint
 from sdst.data import FeatureDataset, cache_info
 from sdst.evaluate import evaluate
 from sdst.infer import run_split
-from sdst.levels import BEST, level_records, run, table
-from sdst.metrics import best_window_recall
+from sdst.levels import BEST, DISTINCT, level_records, run, slot_stats, slots_table, table
+from sdst.metrics import best_window_recall, distinct_windows
 from sdst.model import build_model
 
 
@@ -71,6 +71,32 @@ def test_the_output_row_is_what_inference_and_the_evaluator_give_the_checkpoint(
         assert row[BEST] >= row["metrics"]["MR-full-R1@0.7"]
     assert (tmp_path / "out" / "levels.json").is_file()
     assert table(result).count("\n") == 2 + 4  # header, rule, 4 levels, output
+    for row in (*result["levels"], result["output"]):
+        assert 1 <= row[DISTINCT] <= 10
+    # one row per decoder query; each query's first window is one of them; none hits more often than the best window
+    slots = result["slots"]
+    assert [s["query"] for s in slots] == list(range(model.cfg.num_queries))
+    assert abs(sum(s["first"] for s in slots) - 100.0) < 0.1
+    assert max(s["hit"] for s in slots) <= result["output"][BEST]
+    assert slots[0]["reference"] == [round(x, 4) for x in model.r0.detach().sigmoid()[0].tolist()]
+    assert slots_table(result).count("\n") == 1 + model.cfg.num_queries
+
+
+def test_distinct_windows_and_decoder_query_statistics_by_hand():
+    records = [{"qid": 1, "pred_relevant_windows": [[0, 10, .9], [0, 9, .8], [20, 30, .7], [1, 10, .6], [21, 30, .5]]},
+               {"qid": 2, "pred_relevant_windows": [[0, 10, .9], [20, 30, .8], [20, 29, .7]]},
+               {"qid": 3, "pred_relevant_windows": []}]
+    # q1: [0, 9] and [1, 10] are within IoU 0.9 of [0, 10], [21, 30] of [20, 30] -> 2; q2: 2; q3: 0
+    assert distinct_windows(records) == round(4 / 3, 2)
+    # at 0.95 every window of q1 counts ([1, 10] has IoU 0.9 with [0, 10], 0.8 with [0, 9]); q2's copy has 0.9
+    assert distinct_windows(records, 0.95) == round((5 + 3 + 0) / 3, 2)
+    assert distinct_windows([]) is None
+    gt = [{"qid": 1, "relevant_windows": [[0, 10]]}, {"qid": 2, "relevant_windows": [[20, 30], [0, 4]]}]
+    slots = [{"qid": 1, "windows": [[0, 10], [20, 30]], "scores": [0.9, 0.1]},  # query 0 first and right
+             {"qid": 2, "windows": [[0, 10], [21, 30]], "scores": [0.2, 0.8]}]  # query 1 first and right (IoU 0.9)
+    assert slot_stats(slots, gt, [[0.1, 0.2], [0.7, 0.3]]) == [
+        {"query": 0, "first": 50.0, "hit": 50.0, "reference": [0.1, 0.2]},
+        {"query": 1, "first": 50.0, "hit": 50.0, "reference": [0.7, 0.3]}]
 
 
 def test_models_without_levels_are_refused(tmp_path):

@@ -2,7 +2,8 @@
 metrics.json (sdst.reporting.aggregate), mean ± std over seeds (ddof = 1):
 
 - "Finding the window vs ranking it": R1@0.7, best-window R1@0.7 (the R1@0.7 a perfect ranking of the submitted
-  windows would give) and the difference, what the ranking loses;
+  windows would give) and the difference, what the ranking loses, and how many of the submitted windows are
+  distinct;
 - "Where the first window lands": every query by what its first window is (sdst.first_window), and on a
   generated events dataset the events a window elsewhere overlaps and R1@0.7 per query kind and asked change."""
 
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 
 from sdst.first_window import CATEGORIES, ELSEWHERE, GROUPS, PREFIX
-from sdst.reporting.aggregate import BEST_WINDOW
+from sdst.reporting.aggregate import BEST_WINDOW, DISTINCT
 from sdst.reporting.over_seeds import cell
 
 R1 = ("MR-full-R1@0.7", "MR-R1@0.7")  # QVHighlights-style, then Charades-STA / TACoS
@@ -46,17 +47,22 @@ def _ranking(paths: list[str]) -> str:
             continue
         values = split[r1]["values"]
         lost = [None if a is None else b - a for a, b in zip(values, best)]
-        tables.setdefault((m["dataset"], m["headline_split"]), []).append((m["model"], values, best, lost))
+        distinct = _values(split, DISTINCT) or [None]  # absent from a metrics.json aggregated before it existed
+        tables.setdefault((m["dataset"], m["headline_split"]), []).append((m["model"], values, best, lost, distinct))
     if not tables:
         return ""
     lines = ["## Finding the window vs ranking it", "",
              "R1@0.7 counts a query when the first window submitted reaches IoU ≥ 0.7 with a ground-truth window; "
              "best-window R1@0.7 when any of the windows submitted (up to 10) does, the R1@0.7 a perfect ranking of "
-             "them would give. Their difference is what the ranking loses. Mean ± std over seeds.", ""]
+             "them would give. Their difference is what the ranking loses. Distinct windows: how many of the "
+             "windows submitted per query remain when a window within IoU 0.7 of one listed before it counts once "
+             "(a short list of distinct windows leaves little to find). Mean ± std over seeds.", ""]
     for (dataset, split), rows in tables.items():
-        lines += [f"### {dataset} ({split} split)", "", "| model | R1@0.7 | best-window R1@0.7 | lost to the ranking |",
-                  "|---|---:|---:|---:|"]
-        lines += [f"| {model} | {cell(r1)} | {cell(best)} | {cell(lost)} |" for model, r1, best, lost in rows]
+        lines += [f"### {dataset} ({split} split)", "",
+                  "| model | R1@0.7 | best-window R1@0.7 | lost to the ranking | distinct windows |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {model} | {cell(r1)} | {cell(best)} | {cell(lost)} | {cell(distinct)} |"
+                  for model, r1, best, lost, distinct in rows]
         lines.append("")
     return "\n".join(lines)
 
