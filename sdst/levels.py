@@ -100,7 +100,7 @@ def run(checkpoint: str, split: str, out: str | Path, features: str | None = Non
 
 def slot_stats(slots: list[dict], gt: list[dict], references: list, threshold: float = 0.7) -> list[dict]:
     """Per decoder query (in the model's order): the percent of queries whose first-ranked window is its window
-    (``first``; ties go to the lower index), the percent where its window reaches IoU ≥ ``threshold`` with a
+    (``first``: the highest-scoring non-empty window, ties to the lower index), the percent where its window reaches IoU ≥ ``threshold`` with a
     ground-truth window (``hit``), and its learned reference R^0 (centre, width)."""
     import numpy as np
 
@@ -109,8 +109,11 @@ def slot_stats(slots: list[dict], gt: list[dict], references: list, threshold: f
     windows = {g["qid"]: np.asarray(g["relevant_windows"], dtype=float).reshape(-1, 2) for g in gt}
     first, hit = np.zeros(len(references)), np.zeros(len(references))
     for s in slots:
-        first[int(np.argmax(s["scores"]))] += 1
-        hit += (temporal_iou(np.asarray(s["windows"], dtype=float), windows[s["qid"]]) >= threshold).any(1)
+        w = np.asarray(s["windows"], dtype=float)
+        valid = w[:, 1] > w[:, 0]  # an empty window is never submitted (sdst.postprocess.to_records)
+        if valid.any():
+            first[int(np.argmax(np.where(valid, s["scores"], -np.inf)))] += 1
+        hit += (temporal_iou(w, windows[s["qid"]]) >= threshold).any(1)
     n = max(len(slots), 1)
     return [{"query": i, "first": round(100.0 * f / n, 2), "hit": round(100.0 * h / n, 2),
              "reference": [round(float(x), 4) for x in ref]}

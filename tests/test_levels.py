@@ -93,10 +93,11 @@ def test_distinct_windows_and_decoder_query_statistics_by_hand():
     assert distinct_windows([]) is None
     gt = [{"qid": 1, "relevant_windows": [[0, 10]]}, {"qid": 2, "relevant_windows": [[20, 30], [0, 4]]}]
     slots = [{"qid": 1, "windows": [[0, 10], [20, 30]], "scores": [0.9, 0.1]},  # query 0 first and right
-             {"qid": 2, "windows": [[0, 10], [21, 30]], "scores": [0.2, 0.8]}]  # query 1 first and right (IoU 0.9)
+             {"qid": 2, "windows": [[0, 10], [21, 30]], "scores": [0.2, 0.8]},  # query 1 first and right (IoU 0.9)
+             {"qid": 1, "windows": [[0, 10], [5, 5]], "scores": [0.1, 0.9]}]  # query 1's window is empty: query 0
     assert slot_stats(slots, gt, [[0.1, 0.2], [0.7, 0.3]]) == [
-        {"query": 0, "first": 50.0, "hit": 50.0, "reference": [0.1, 0.2]},
-        {"query": 1, "first": 50.0, "hit": 50.0, "reference": [0.7, 0.3]}]
+        {"query": 0, "first": 66.67, "hit": 66.67, "reference": [0.1, 0.2]},
+        {"query": 1, "first": 33.33, "hit": 33.33, "reference": [0.7, 0.3]}]
 
 
 def test_models_without_levels_are_refused(tmp_path):
