@@ -1,14 +1,16 @@
-"""Aggregation of a model's runs (sdst.reporting.aggregate) and the report section built on its best-window R1@0.7
-(sdst.reporting.ranking), against values worked out by hand."""
+"""Aggregation of a model's runs (sdst.reporting.aggregate) and the report sections built on its best-window R1@0.7
+(sdst.reporting.ranking) and its runs' training budget (sdst.reporting.budget), against values worked out by hand."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from extract.annotations import AnnotationError
 from sdst.reporting.aggregate import BEST_WINDOW, DISTINCT, aggregate
+from sdst.reporting.budget import BudgetError, section as budget_section
 from sdst.reporting.ranking import section
 
 GT = [{"qid": 1, "duration": 60, "relevant_windows": [[0, 10]]},
@@ -68,3 +70,47 @@ def test_a_damaged_predictions_file_is_named_with_its_line(tmp_path):
     pred.write_text(pred.read_text() + '{"qid": 3, "pred_relevant_windows": [[5]]}\n')
     with pytest.raises(AnnotationError, match=r"predictions_val.jsonl:3: "):
         aggregate("d", "m", [run], ["val"])
+
+
+def _log(run, scores, best, epochs):
+    """A run's train_log.csv (only the selection score matters here) and the summary that goes with it."""
+    run = Path(run)
+    (run / "train_log.csv").write_text("epoch,train_loss,select_score\n"
+                                       + "".join(f"{i},1.0,{s}\n" for i, s in enumerate(scores, 1)))
+    summary = json.loads((run / "train_summary.json").read_text())
+    summary.update(best_epoch=best, epochs_trained=len(scores), epochs=epochs)
+    (run / "train_summary.json").write_text(json.dumps(summary))
+
+
+def test_training_budget_per_run_and_its_report_section(tmp_path):
+    # seed 0: improvements at epochs 1, 2, 5 (11 and 11.0 are not higher than 12): waits 1 and 3, best 5, stopped by
+    # patience 2 after epoch 7 of 10; seed 1: improvements at 1 and 4, the 5-epoch cap reached
+    runs = [_run(tmp_path / "m", s, 10.0, {}, predictions=False) for s in (0, 1)]
+    _log(runs[0], [10, 12, 11, 11.0, 15, 14, 14], best=5, epochs=10)
+    _log(runs[1], [3, 2, 1, 4, 4], best=4, epochs=5)
+    out = aggregate("d", "m", runs, ["val"])
+    assert out["training"]["runs"] == [
+        {"seed": 0, "best_epoch": 5, "epochs_trained": 7, "epochs": 10, "at_cap": False, "after_best": 2,
+         "longest_wait": 3},
+        {"seed": 1, "best_epoch": 4, "epochs_trained": 5, "epochs": 5, "at_cap": True, "after_best": 1,
+         "longest_wait": 3}]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(out))
+    text = budget_section([str(path)])
+    assert "## Training budget" in text and "### d" in text
+    # the longest wait over seeds names its seed (the first of equal ones)
+    assert "| m | 2 | 5 (7), 4 (5) | 3 (seed 0) | seed 1: best 4 of 5 |" in text
+
+
+def test_a_training_log_that_disagrees_with_its_summary_is_named(tmp_path):
+    run = _run(tmp_path / "m", 0, 10.0, {}, predictions=False)
+    _log(run, [1, 2, 3], best=2, epochs=10)  # the log's best epoch is 3
+    with pytest.raises(BudgetError, match=r"seed0/train_log.csv: the best selection score is at epoch 3, "
+                                          r"train_summary.json selected epoch 2"):
+        aggregate("d", "m", [run], ["val"])
+    # a summary written before it held the epochs trained (improvements at 1, 2, 3: waits of 1): the cap is unknown
+    summary = tmp_path / "m" / "seed0" / "train_summary.json"
+    summary.write_text(json.dumps({"parameters": 10, "best_epoch": 3, "mean_it_per_s": 2.0, "device": "cpu"}))
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(aggregate("d", "m", [run], ["val"])))
+    assert "| m | 1 | 3 (–) | 1 (seed 0) | – |" in budget_section([str(path)])

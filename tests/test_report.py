@@ -68,9 +68,8 @@ def test_a_report_without_statistics_still_has_its_diagram_file(tmp_path):
 
 
 def test_report_shows_the_length_breakdown_and_the_offsets_figures(tmp_path):
-    """The sections sdst.reporting.lengths and sdst.diagnose add: here a leads on the full set and on short moments,
-    b on
-    long ones, so the ranking changes with length; the offsets figure is embedded in the page."""
+    """The sections sdst.reporting.budget, lengths and sdst.diagnose add: here a leads on the full set and on short
+    moments, b on long ones, so the ranking changes with length; the offsets figure is embedded in the page."""
     import numpy as np
 
     from sdst.diagnose import plot, statistics
@@ -81,6 +80,8 @@ def test_report_shows_the_length_breakdown_and_the_offsets_figures(tmp_path):
         m = json.loads(open(path).read())
         for name, x in (("MR-short-mAP", short), ("MR-middle-mAP", 50.0), ("MR-long-mAP", long)):
             m["splits"]["val"][name] = {"mean": x, "std": 0.5, "values": [x - 0.5, x, x + 0.5]}
+        m["training"]["runs"] = [{"seed": s, "best_epoch": 20 + s, "epochs_trained": 30 + s, "epochs": 100,
+                                  "at_cap": False, "after_best": 10, "longest_wait": 4 + s} for s in (0, 1, 2)]
         open(path, "w").write(json.dumps(m))
         paths.append(path)
     rng = np.random.default_rng(0)
@@ -103,7 +104,9 @@ def test_report_shows_the_length_breakdown_and_the_offsets_figures(tmp_path):
     build(paths, out, SETS, block_by_seed=True, offsets=[str(folder / "offsets.json"), str(folder / "offsets.png")],
           levels=[str(folder / "levels.json")])
     text = out.read_text()
-    assert text.index("## Friedman / Nemenyi") < text.index("## By moment length") < text.index("## Where the")
+    assert text.index("## Friedman / Nemenyi") < text.index("## Training budget") < text.index("## By moment length")
+    assert text.index("## By moment length") < text.index("## Where the")
+    assert "| a | 3 | 20 (30), 21 (31), 22 (32) | 6 (seed 2) | none |" in text
     assert text.index("## Where the") < text.index("## Moment retrieval per refinement level")
     assert "| 1 (-2) | 0.00 | 10.00 | 20.00 | 30.00 | 40.00 | – |" in text  # no long windows: no value
     assert "| output, ranked by p | 0.00 | 10.00 | 20.00 | 30.00 | 40.00 | 7.00 |" in text

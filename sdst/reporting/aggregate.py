@@ -3,7 +3,8 @@
 ``python -m sdst.reporting.aggregate --dataset D --model M --runs DIR... --splits val [test]
 --out results/D/M/metrics.json [--baseline results/D/random_baseline/metrics.json]
 [--extraction results/D/extraction.json]``. The first split is the headline (``metrics``); every split is under
-``splits``. Run summaries (best epoch, parameters, it/s) and the queries left out for
+``splits``. Run summaries (best epoch, parameters, it/s; per run the epochs trained and the longest wait between
+two improvements of the selection score, sdst.reporting.budget) and the queries left out for
 lack of features (failed or missing videos) are carried along. Beside the evaluator's metrics, each split gets
 ``MR-best-window-R1@0.7`` from the run's ``predictions_<split>.jsonl`` and its ``.gt.jsonl``: the share of queries
 where one of the submitted windows reaches IoU ≥ 0.7 with a ground-truth window (sdst.metrics.best_window_recall),
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from sdst.first_window import GROUPS, PREFIX as FIRST_PREFIX
+from sdst.reporting.budget import run_budget
 
 BEST_WINDOW = "MR-best-window-R1@0.7"
 DISTINCT = "MR-distinct-windows"
@@ -81,6 +83,7 @@ def aggregate(dataset: str, model: str, runs: list[str], splits: list[str], base
     out["training"] = {
         "parameters": summaries[0]["parameters"],
         "best_epoch": [s["best_epoch"] for s in summaries],
+        "runs": [run_budget(r) for r in runs],  # selected epoch, epochs trained, waits (sdst.reporting.budget)
         "mean_it_per_s": summarise([round(s["mean_it_per_s"], 3) for s in summaries]),
         "device": summaries[0]["device"],
     }

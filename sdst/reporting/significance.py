@@ -10,7 +10,8 @@
 Reads each model's aggregated metrics (sdst.reporting.aggregate), writes beside ``report.md``: ``scores.csv``
 (model,dataset,metric,seed,value — the input of ``python -m sdst.reporting.stats``), ``report.json`` (the statistics)
 and ``cd_diagram.png``. The models are the treatments, ranked within each block (dataset x metric, or
-dataset x metric x seed); blocks with a missing value are dropped and counted. Then the breakdown by moment
+dataset x metric x seed); blocks with a missing value are dropped and counted. Then whether every run reached
+its plateau (sdst.reporting.budget), the breakdown by moment
 length (sdst.reporting.lengths), what the ranking of each model's windows loses and where its first window lands
 (sdst.reporting.ranking), the paper's Fig. 3 where the report names its K-sweep lines (sdst.reporting.k_sweep,
 ``k_sweep.png``) and, for SDST-family models, where their deformable offsets point
@@ -131,7 +132,7 @@ def build(paths: list[str], out: str | Path, metric_sets: dict | None = None, bl
     from sdst import levels as refinement
     from sdst.diagnose import report_section
     from sdst.reporting import k_sweep as sweep
-    from sdst.reporting import lengths, ranking, stats
+    from sdst.reporting import budget, lengths, ranking, stats
     from sdst.reporting.cd_diagram import plot_cd_diagram
 
     out = Path(out)
@@ -154,7 +155,8 @@ def build(paths: list[str], out: str | Path, metric_sets: dict | None = None, bl
     summary = stats._jsonable(result) if result else {"error": error}
     (out.parent / "report.json").write_text(json.dumps({**summary, "by_length": stats._jsonable(by_length)},
                                                        indent=2) + "\n")
-    sections = [render(tables, result, metric_sets, error), lengths.render(by_length), ranking.section(paths),
+    sections = [render(tables, result, metric_sets, error), budget.section(paths), lengths.render(by_length),
+                ranking.section(paths),
                 sweep.section(paths, list(levels), k_sweep or {}, out.parent),
                 report_section([p for p in offsets if p.endswith(".json")], out.parent),
                 refinement.report_section(levels)]

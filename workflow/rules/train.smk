@@ -135,6 +135,7 @@ rule aggregate_model:
             for x in ("", ".gt.jsonl")
         ],
         summaries=lambda wc: [f"{r}/train_summary.json" for r in run_dirs(wc)],
+        logs=lambda wc: [f"{r}/train_log.csv" for r in run_dirs(wc)],
         baseline="results/{dataset}/random_baseline/metrics.json",
         extraction="results/{dataset}/extraction.json",
     output:
