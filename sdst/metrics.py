@@ -94,6 +94,24 @@ def best_window_recall(records: list[dict], gt: list[dict], threshold: float = 0
     return round(100.0 * sum(hits) / len(hits), 2)
 
 
+def windows_found(records: list[dict], gt: list[dict], threshold: float = 0.7) -> dict[str, float | None]:
+    """Percent of the ground-truth windows (2 dp) of each length range (QVH_LENGTH_RANGES but "full", a window's
+    length in (min, max] s) that some submitted window of their query reaches with IoU ≥ ``threshold``; None for a
+    range without windows. Per window, not per query: a query's second window counts on its own."""
+    windows = {r["qid"]: np.asarray([w[:2] for w in r["pred_relevant_windows"]], dtype=float).reshape(-1, 2)
+               for r in records}
+    none = np.zeros((0, 2))
+    found: dict[str, list[bool]] = {name: [] for name, bounds in QVH_LENGTH_RANGES.items() if bounds}
+    for g in gt:
+        truth = np.asarray(g["relevant_windows"], dtype=float).reshape(-1, 2)
+        hit = (temporal_iou(truth, windows.get(g["qid"], none)) >= threshold).any(axis=1)
+        for (start, end), h in zip(truth, hit):
+            name = next((n for n in found if QVH_LENGTH_RANGES[n][0] < end - start <= QVH_LENGTH_RANGES[n][1]), None)
+            if name:
+                found[name].append(bool(h))
+    return {n: round(100.0 * sum(f) / len(f), 2) if f else None for n, f in found.items()}
+
+
 def distinct_windows(records: list[dict], threshold: float = 0.7) -> float | None:
     """Mean number of distinct windows a query is submitted (2 dp; None without records): taken in the submitted
     order, a window counts when its IoU with every window counted before it is below ``threshold``, so ten

@@ -45,6 +45,10 @@ def test_best_window_r1_per_seed_and_the_ranking_section(tmp_path):
     # distinct windows: seed 0 q1 2 (no overlap), q2 1 -> 1.5; seed 1 1 and 1 -> 1.0; std 0.5 / sqrt(2) = 0.35
     assert out["metrics"][DISTINCT]["values"] == [1.5, 1.0]
     assert "| m | 25.00 ± 35.36 | 75.00 ± 35.36 | 50.00 ± 0.00 | 1.25 ± 0.35 |" in text
+    # the three ground-truth windows are all short (10 s): found 1 of 3 (seed 0: q1's), 2 of 3 (seed 1: q1's, q2's
+    # [40, 50]) -> 50.00 ± 23.57; no middle or long windows
+    assert out["metrics"]["MR-windows-found-short"]["values"] == [33.33, 66.67]
+    assert "| m | 50.00 ± 23.57 | – | – |" in text and "| short (0, 10] | middle (10, 30] | long (30, 150] |" in text
     # first windows: seed 0 q1 [30, 40] overlaps nothing (elsewhere), q2 [44, 50] IoU 0.6 with [40, 50] (loose);
     # seed 1 both hit -> hit 0, 100; loose 50, 0; elsewhere 50, 0
     assert out["metrics"]["MR-first-window-hit"]["values"] == [0.0, 100.0]

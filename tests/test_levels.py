@@ -17,7 +17,7 @@ from sdst.data import FeatureDataset, cache_info
 from sdst.evaluate import evaluate
 from sdst.infer import run_split
 from sdst.levels import BEST, DISTINCT, level_records, run, slot_stats, slots_table, table
-from sdst.metrics import best_window_recall, distinct_windows
+from sdst.metrics import best_window_recall, distinct_windows, windows_found
 from sdst.model import build_model
 
 
@@ -98,6 +98,18 @@ def test_distinct_windows_and_decoder_query_statistics_by_hand():
     assert slot_stats(slots, gt, [[0.1, 0.2], [0.7, 0.3]]) == [
         {"query": 0, "first": 66.67, "hit": 66.67, "reference": [0.1, 0.2]},
         {"query": 1, "first": 33.33, "hit": 33.33, "reference": [0.7, 0.3]}]
+
+
+def test_windows_found_by_length_range_by_hand():
+    """Per ground-truth window: q1's short window (4 s) is reached at IoU 4 / 4.5, its middle one (20 s) at 15 / 20,
+    its long one (40 s) only at 0.5; q2 has no record, q3's 10-s window is short ((0, 10]) and reached exactly."""
+    gt = [{"qid": 1, "relevant_windows": [[0, 4], [10, 30], [40, 80]]}, {"qid": 2, "relevant_windows": [[0, 2]]},
+          {"qid": 3, "relevant_windows": [[50, 60]]}]
+    records = [{"qid": 1, "pred_relevant_windows": [[40, 60, .9], [0, 4.5, .8], [10, 25, .7]]},
+               {"qid": 3, "pred_relevant_windows": [[50, 60, .9]]}]
+    assert windows_found(records, gt) == {"short": round(200 / 3, 2), "middle": 100.0, "long": 0.0}
+    assert windows_found(records, gt, 0.9) == {"short": round(100 / 3, 2), "middle": 0.0, "long": 0.0}
+    assert windows_found(records, gt[1:]) == {"short": 50.0, "middle": None, "long": None}
 
 
 def test_models_without_levels_are_refused(tmp_path):

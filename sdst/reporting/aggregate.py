@@ -9,8 +9,9 @@ lack of features (failed or missing videos) are carried along. Beside the evalua
 ``MR-best-window-R1@0.7`` from the run's ``predictions_<split>.jsonl`` and its ``.gt.jsonl``: the share of queries
 where one of the submitted windows reaches IoU ≥ 0.7 with a ground-truth window (sdst.metrics.best_window_recall),
 the R1@0.7 a perfect ranking of the submitted windows would give, ``MR-distinct-windows``, how many of the
-submitted windows are distinct (sdst.metrics.distinct_windows), and where the first window lands
-(sdst.first_window: ``MR-first-window-<category>``; with ``--demo-spec``, the generator's spec of an events dataset,
+submitted windows are distinct (sdst.metrics.distinct_windows), ``MR-windows-found-<short|middle|long>``, the share of
+the ground-truth windows of each length range that a submitted window reaches (sdst.metrics.windows_found), and
+where the first window lands (sdst.first_window: ``MR-first-window-<category>``; with ``--demo-spec``, the generator's spec of an events dataset,
 also the events it lands on and R1@0.7 per query kind and per asked change, ``MR-R1@0.7-query-<kind>`` and
 ``MR-R1@0.7-change-<type>``, with their queries counted in ``_query_groups``).
 """
@@ -29,7 +30,8 @@ from sdst.reporting.budget import run_budget
 
 BEST_WINDOW = "MR-best-window-R1@0.7"
 DISTINCT = "MR-distinct-windows"
-NOT_PRINTED = ("_", FIRST_PREFIX, *(prefix for prefix, _ in GROUPS.values()))  # in the JSON, not the log's line
+FOUND = "MR-windows-found-"  # + short, middle, long (sdst.metrics.windows_found)
+NOT_PRINTED = ("_", FIRST_PREFIX, FOUND, *(prefix for prefix, _ in GROUPS.values()))  # in the JSON, not the log's line
 
 
 def windows(run: str | Path, split: str, demo_spec: dict | None = None) -> tuple[dict, dict | None]:
@@ -39,7 +41,7 @@ def windows(run: str | Path, split: str, demo_spec: dict | None = None) -> tuple
     sdst.first_window.plans_for)."""
     from sdst.evaluate import load_jsonl  # validated: a bad line is named with its file and number
     from sdst.first_window import breakdown, group_sizes, plans_for
-    from sdst.metrics import best_window_recall, distinct_windows
+    from sdst.metrics import best_window_recall, distinct_windows, windows_found
 
     pred = Path(run) / f"predictions_{split}.jsonl"
     gt_path = pred.with_name(pred.name + ".gt.jsonl")
@@ -47,7 +49,8 @@ def windows(run: str | Path, split: str, demo_spec: dict | None = None) -> tuple
         return {BEST_WINDOW: None, DISTINCT: None}, None
     records, gt = load_jsonl(pred, "submission"), load_jsonl(gt_path, "gt")
     by_qid = plans_for(demo_spec, gt, str(gt_path))
-    return ({BEST_WINDOW: best_window_recall(records, gt), DISTINCT: distinct_windows(records),
+    found = {FOUND + name: value for name, value in windows_found(records, gt).items()}
+    return ({BEST_WINDOW: best_window_recall(records, gt), DISTINCT: distinct_windows(records), **found,
              **breakdown(records, gt, by_qid)},
             None if by_qid is None else group_sizes(gt, by_qid))
 

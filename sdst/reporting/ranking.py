@@ -2,8 +2,8 @@
 metrics.json (sdst.reporting.aggregate), mean ± std over seeds (ddof = 1):
 
 - "Finding the window vs ranking it": R1@0.7, best-window R1@0.7 (the R1@0.7 a perfect ranking of the submitted
-  windows would give) and the difference, what the ranking loses, and how many of the submitted windows are
-  distinct;
+  windows would give) and the difference, what the ranking loses, how many of the submitted windows are
+  distinct, and the share of each length range's ground-truth windows that a submitted window reaches;
 - "Where the first window lands": every query by what its first window is (sdst.first_window), and on a
   generated events dataset the events a window elsewhere overlaps and R1@0.7 per query kind and asked change."""
 
@@ -13,10 +13,12 @@ import json
 from pathlib import Path
 
 from sdst.first_window import CATEGORIES, ELSEWHERE, GROUPS, PREFIX
-from sdst.reporting.aggregate import BEST_WINDOW, DISTINCT
+from sdst.metrics import QVH_LENGTH_RANGES
+from sdst.reporting.aggregate import BEST_WINDOW, DISTINCT, FOUND
 from sdst.reporting.over_seeds import cell
 
 R1 = ("MR-full-R1@0.7", "MR-R1@0.7")  # QVHighlights-style, then Charades-STA / TACoS
+RANGES = [name for name, bounds in QVH_LENGTH_RANGES.items() if bounds]  # short, middle, long
 EXPLAIN = {"query kind": "simple: what happens to an object; while, after, before: composed with another object's "
                          "event or presence",
            "asked change": "what the query asks to happen to its object"}
@@ -48,7 +50,8 @@ def _ranking(paths: list[str]) -> str:
         values = split[r1]["values"]
         lost = [None if a is None else b - a for a, b in zip(values, best)]
         distinct = _values(split, DISTINCT) or [None]  # absent from a metrics.json aggregated before it existed
-        tables.setdefault((m["dataset"], m["headline_split"]), []).append((m["model"], values, best, lost, distinct))
+        tables.setdefault((m["dataset"], m["headline_split"]), []).append((m["model"], values, best, lost, distinct,
+                                                                           split))
     if not tables:
         return ""
     lines = ["## Finding the window vs ranking it", "",
@@ -62,8 +65,15 @@ def _ranking(paths: list[str]) -> str:
                   "| model | R1@0.7 | best-window R1@0.7 | lost to the ranking | distinct windows |",
                   "|---|---:|---:|---:|---:|"]
         lines += [f"| {model} | {cell(r1)} | {cell(best)} | {cell(lost)} | {cell(distinct)} |"
-                  for model, r1, best, lost, distinct in rows]
+                  for model, r1, best, lost, distinct, _ in rows]
         lines.append("")
+        found = [(row[0], row[-1]) for row in rows if any(_values(row[-1], FOUND + r) is not None for r in RANGES)]
+        if found:
+            lines += ["The ground-truth windows of each length range (the evaluator's, s) that one of the windows "
+                      "submitted for their query reaches with IoU ≥ 0.7, in percent of that range's windows "
+                      "(`MR-windows-found-*`): finding the window, by its length.", ""]
+            lines += _table(found, [f"{r} ({QVH_LENGTH_RANGES[r][0]:g}, {QVH_LENGTH_RANGES[r][1]:g}]" for r in RANGES],
+                            [FOUND + r for r in RANGES])
     return "\n".join(lines)
 
 
