@@ -81,7 +81,7 @@ def test_report_shows_the_length_breakdown_and_the_offsets_figures(tmp_path):
         for name, x in (("MR-short-mAP", short), ("MR-middle-mAP", 50.0), ("MR-long-mAP", long)):
             m["splits"]["val"][name] = {"mean": x, "std": 0.5, "values": [x - 0.5, x, x + 0.5]}
         m["training"]["runs"] = [{"seed": s, "best_epoch": 20 + s, "epochs_trained": 30 + s, "epochs": 100,
-                                  "at_cap": False, "after_best": 10, "longest_wait": 4 + s} for s in (0, 1, 2)]
+                                  "at_cap": False, "longest_wait": 4 + s} for s in (0, 1, 2)]
         open(path, "w").write(json.dumps(m))
         paths.append(path)
     rng = np.random.default_rng(0)

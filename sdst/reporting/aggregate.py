@@ -11,9 +11,9 @@ where one of the submitted windows reaches IoU ≥ 0.7 with a ground-truth windo
 the R1@0.7 a perfect ranking of the submitted windows would give, ``MR-distinct-windows``, how many of the
 submitted windows are distinct (sdst.metrics.distinct_windows), ``MR-windows-found-<short|middle|long>``, the share of
 the ground-truth windows of each length range that a submitted window reaches (sdst.metrics.windows_found), and
-where the first window lands (sdst.first_window: ``MR-first-window-<category>``; with ``--demo-spec``, the generator's spec of an events dataset,
-also the events it lands on and R1@0.7 per query kind and per asked change, ``MR-R1@0.7-query-<kind>`` and
-``MR-R1@0.7-change-<type>``, with their queries counted in ``_query_groups``).
+where the first window lands (sdst.first_window: ``MR-first-window-<category>``; with ``--demo-spec``, the
+generator's spec of an events dataset, also the events it lands on and R1@0.7 per query kind and per asked change,
+``MR-R1@0.7-query-<kind>`` and ``MR-R1@0.7-change-<type>``, with their queries counted in ``_query_groups``).
 """
 
 from __future__ import annotations

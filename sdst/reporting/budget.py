@@ -30,14 +30,13 @@ def improvements(scores: list[float]) -> list[int]:
 
 
 def run_budget(run: str | Path) -> dict:
-    """{seed, best_epoch, epochs_trained, epochs, at_cap, longest_wait, after_best} of one run directory; the values
+    """{seed, best_epoch, epochs_trained, epochs, at_cap, longest_wait} of one run directory; the values
     a file does not hold are None (a summary written before ``epochs``, a run without train_log.csv)."""
     run = Path(run)
     summary = json.loads((run / "train_summary.json").read_text())
     best, trained, cap = summary.get("best_epoch"), summary.get("epochs_trained"), summary.get("epochs")
     out = {"seed": int(run.name.removeprefix("seed")), "best_epoch": best, "epochs_trained": trained, "epochs": cap,
-           "at_cap": None if trained is None or cap is None else trained >= cap,
-           "after_best": None if trained is None or best is None else trained - best, "longest_wait": None}
+           "at_cap": None if trained is None or cap is None else trained >= cap, "longest_wait": None}
     log = run / "train_log.csv"
     if not log.is_file():
         return out
