@@ -83,11 +83,15 @@ def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def submitted_windows(record: dict) -> np.ndarray:
+    """A submission record's windows in its listed order, (N, 2) [start, end] (N = 0 for none)."""
+    return np.asarray([w[:2] for w in record["pred_relevant_windows"]], dtype=float).reshape(-1, 2)
+
+
 def best_window_recall(records: list[dict], gt: list[dict], threshold: float = 0.7) -> float:
     """Percent of queries (2 dp) where some submitted window has IoU ≥ ``threshold`` with some GT window: R1 at the
     threshold if the ranking put that window first, so an upper bound of R1 for these windows."""
-    windows = {r["qid"]: np.asarray([w[:2] for w in r["pred_relevant_windows"]], dtype=float).reshape(-1, 2)
-               for r in records}
+    windows = {r["qid"]: submitted_windows(r) for r in records}
     none = np.zeros((0, 2))  # a query without predictions finds nothing
     hits = [bool((temporal_iou(windows.get(g["qid"], none), np.asarray(g["relevant_windows"], dtype=float))
                   >= threshold).any()) for g in gt]
@@ -98,8 +102,7 @@ def windows_found(records: list[dict], gt: list[dict], threshold: float = 0.7) -
     """Percent of the ground-truth windows (2 dp) of each length range (QVH_LENGTH_RANGES but "full", a window's
     length in (min, max] s) that some submitted window of their query reaches with IoU ≥ ``threshold``; None for a
     range without windows. Per window, not per query: a query's second window counts on its own."""
-    windows = {r["qid"]: np.asarray([w[:2] for w in r["pred_relevant_windows"]], dtype=float).reshape(-1, 2)
-               for r in records}
+    windows = {r["qid"]: submitted_windows(r) for r in records}
     none = np.zeros((0, 2))
     found: dict[str, list[bool]] = {name: [] for name, bounds in QVH_LENGTH_RANGES.items() if bounds}
     for g in gt:
@@ -120,7 +123,7 @@ def distinct_windows(records: list[dict], threshold: float = 0.7) -> float | Non
     counts = []
     for r in records:
         kept: list = []
-        for w in np.asarray([w[:2] for w in r["pred_relevant_windows"]], dtype=float).reshape(-1, 2):
+        for w in submitted_windows(r):
             if not kept or (temporal_iou(w[None], np.asarray(kept)) < threshold).all():
                 kept.append(w)
         counts.append(len(kept))
