@@ -301,6 +301,29 @@ def run_config(wc):
     return canonical_json(run_identity(resolve_run(config, wc.dataset, wc.model, int(wc.seed))))
 
 
+_ARCHIVE_SAID = set()
+
+
+def archived_run(wc):
+    """What restore_run copies: the run archive's entry for this run (config `run_archive`, sdst.archive) when it
+    holds a finished run of this job's identity (the params of train and restore_run, the same three values: run
+    configuration, code, features); otherwise a path nothing makes, so that the run is trained instead (ruleorder
+    restore_run > train)."""
+    from sdst.archive import FINISHED, RECORD, mismatch
+
+    entry = Path(config.get("run_archive") or "no-run-archive", wc.dataset, wc.model, f"seed{wc.seed}")
+    if not (entry / RECORD).is_file():
+        return [str(entry / "not-archived")]
+    ident = {"run": run_config(wc), "code": arch_code("sdst.train")(wc), "features": features_digest(wc)}
+    why = mismatch(entry, ident)
+    if why:
+        if str(entry) not in _ARCHIVE_SAID:
+            _ARCHIVE_SAID.add(str(entry))
+            print(f"run archive: {entry}: {why}; training the run instead", file=sys.stderr)
+        return [str(entry / "not-this-run")]
+    return [str(entry / f) for f in (RECORD, *FINISHED)]
+
+
 def train_runtime(key):
     """A runtime setting of the run (device, workers, ...) as a resource: no re-run when it changes."""
 

@@ -4,6 +4,7 @@
 # Merging JSON files and copying one: on SLURM they run on the submitting node, without a job of their own.
 localrules:
     aggregate_model,
+    restore_run,
     dataset_metrics,
     dataset_summary,
 
@@ -50,6 +51,43 @@ rule train:
         "python -m sdst.train --run {params.run:q} --features {input.features} --out {params.out} "
         "--device {resources.device} --threads {resources.torch_threads} --num-workers {resources.num_workers} "
         "--eval-batch-size {resources.eval_batch_size} --preload {resources.preload} --no-progress > {log} 2>&1"
+
+
+# A finished run kept in the run archive (config `run_archive`) stands for training it when it is the same run.
+ruleorder: restore_run > train
+
+
+rule restore_run:
+    """The train outputs of a finished run from the run archive (sdst.archive), checked against their sha256,
+    when the archived run's identity is this job's; any difference trains the run (archived_run)."""
+    input:
+        archived_run,
+    output:
+        best="results/{dataset}/{model}/seed{seed}/checkpoint_best.pt",
+        log_csv="results/{dataset}/{model}/seed{seed}/train_log.csv",
+        curves=report(
+            "results/{dataset}/{model}/seed{seed}/curves.png",
+            caption="../report/curves.rst",
+            category="Training curves",
+            subcategory="{dataset}",
+            labels={"run": "{model}, seed {seed}"},
+        ),
+        summary="results/{dataset}/{model}/seed{seed}/train_summary.json",
+    log:
+        "results/{dataset}/{model}/seed{seed}/train.log",
+    conda:
+        "../../envs/sdst.yaml"
+    resources:
+        mem_mb=SMALL_MEM_MB,
+        runtime=SMALL_MIN,
+    params:
+        code=code("sdst.archive"),
+        run=run_config,
+        features=features_digest,
+        entry=lambda wc, input: str(Path(input[0]).parent),
+        out=lambda wc, output: str(Path(output.best).parent),
+    shell:
+        "python -m sdst.archive restore {params.entry} --out {params.out} > {log} 2>&1"
 
 
 rule predict:

@@ -1,0 +1,202 @@
+"""The run archive: trained runs kept in a folder that outlives the machine that trained them.
+
+A comparison such as demo_hard's (16 models x 5 seeds, about 15 h of two CPU cores) outlasts the machine or the
+allocation it runs on. ``save`` copies each run into ``ARCHIVE/{dataset}/{model}/seed{seed}/`` with ``run.json``:
+its identity, read from the run's own ``checkpoint_last.pt`` (the run configuration without runtime keys, the
+fingerprint of the code that trained it, the digest of the features it was trained on), and the sha256 of every
+file kept. What is kept:
+
+- a finished run: the outputs of the workflow's train rule (``FINISHED``). The rule ``restore_run`` (config
+  ``run_archive``) takes them instead of training when the archived identity is the job's (``mismatch``); any
+  difference (configuration, budget rule, code, features) trains the run, so an archive is never read stale;
+- a run still training: its ``checkpoint_last.pt``. ``unpack`` puts it back in the run folder, where the train
+  job resumes from it after its own checks (sdst.train.resume_state: same configuration, code and features).
+
+    python -m sdst.archive save results/demo_hard/*/seed* --to bench/runs
+    python -m sdst.archive unpack bench/runs --results results
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from extract.cli import exits_on_bad_input
+
+FINISHED = ("checkpoint_best.pt", "train_log.csv", "train_summary.json", "curves.png")
+PARTIAL = ("checkpoint_last.pt",)
+RECORD = "run.json"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def identity(run: dict, code: str, features: str | None) -> dict:
+    """What decides a run's results: the same three values the train rule's params hold (run, code, features)."""
+    from extract.cache import canonical_json
+    from sdst.config import run_identity
+
+    return {"run": canonical_json(run_identity(run)), "code": code, "features": features}
+
+
+def _state(run_dir: Path) -> dict:
+    from sdst.checkpoint import load_checkpoint
+
+    last = run_dir / "checkpoint_last.pt"
+    if not last.is_file():
+        raise FileNotFoundError(f"{last}: not found; only a run folder of sdst.train (results/<dataset>/<model>/"
+                                "seed<n>) can be archived")
+    return load_checkpoint(last)
+
+
+def finished(run_dir: Path, state: dict) -> bool:
+    """Whether the run folder holds a finished run: every train output, and a summary of the epochs and best epoch
+    that checkpoint_last.pt holds (not the summary of an earlier run in the same folder)."""
+    if not all((run_dir / f).is_file() for f in FINISHED):
+        return False
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    return (summary.get("epochs_trained") == len(state["history"])
+            and summary.get("best_epoch") == state["best"]["epoch"])
+
+
+def save(run_dir: str | Path, archive: str | Path) -> tuple[Path, str]:
+    """Archive one run folder: (its archive folder, "finished" or "partial"). The entry is written beside and
+    renamed into place, so an interrupted save leaves the previous entry (or none), never half of one."""
+    run_dir = Path(run_dir)
+    state = _state(run_dir)
+    run = state["run"]
+    dest = Path(archive, run["data"]["name"], run["model"]["name"], f"seed{run['seed']}")
+    kind = "finished" if finished(run_dir, state) else "partial"
+    files = FINISHED if kind == "finished" else PARTIAL
+    tmp = dest.with_name(dest.name + ".saving")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in files:
+        shutil.copyfile(run_dir / name, tmp / name)
+    record = {"identity": identity(run, state["code"], state.get("features")), "kind": kind,
+              "epochs_trained": len(state["history"]), "best_epoch": state["best"]["epoch"],
+              "files": {name: sha256(tmp / name) for name in files}}
+    (tmp / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest, kind
+
+
+def record(entry: str | Path) -> dict:
+    path = Path(entry, RECORD)
+    try:
+        rec = json.loads(path.read_text())
+        rec["identity"], rec["kind"], rec["files"]  # noqa: B018 - the keys every entry has
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a run archive record ({err.__class__.__name__}: {err})") from None
+    return rec
+
+
+def mismatch(entry: str | Path, ident: dict) -> str | None:
+    """Why the archived finished run in ``entry`` cannot stand for a run of identity ``ident`` (None: it can)."""
+    entry = Path(entry)
+    if not (entry / RECORD).is_file():
+        return "not archived"
+    try:
+        rec = record(entry)
+    except ValueError as err:  # a damaged record costs this run its restore, not the whole workflow
+        return str(err)
+    if rec["kind"] != "finished":
+        return f"archived unfinished ({rec['epochs_trained']} epochs): unpack it to resume"
+    differ = [k for k in ("run", "code", "features") if rec["identity"].get(k) != ident[k]]
+    names = {"run": "run configuration", "code": "code", "features": "features"}
+    return f"archived with another {' and '.join(names[k] for k in differ)}" if differ else None
+
+
+def _copy_checked(entry: Path, names, out: Path, rec: dict) -> None:
+    """Copy the entry's files into ``out``, each checked against its recorded sha256 first (a damaged archive is
+    refused naming the file, never read as data); each file lands whole (temporary name, then rename)."""
+    for name in names:
+        src = entry / name
+        if not src.is_file() or sha256(src) != rec["files"].get(name):
+            raise ValueError(f"{src}: missing or damaged (its sha256 differs from {entry / RECORD}); "
+                             "save the run again or delete the entry to train it")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        tmp = out / f".{name}.restoring"
+        shutil.copyfile(entry / name, tmp)
+        os.replace(tmp, out / name)
+
+
+def restore(entry: str | Path, out: str | Path) -> None:
+    """A finished run's train outputs from the archive into its run folder (rule restore_run)."""
+    entry = Path(entry)
+    rec = record(entry)
+    if rec["kind"] != "finished":
+        raise ValueError(f"{entry / RECORD}: the archived run is unfinished; `python -m sdst.archive unpack` "
+                         "lets its train job resume")
+    _copy_checked(entry, FINISHED, Path(out), rec)
+
+
+def unpack(archive: str | Path, results: str | Path) -> list[Path]:
+    """Every unfinished run of the archive back into ``results/{dataset}/{model}/seed{seed}/checkpoint_last.pt``,
+    unless that folder already holds a checkpoint_last.pt (a run that went on here is never rolled back)."""
+    placed = []
+    for path in sorted(Path(archive).glob(f"*/*/seed*/{RECORD}")):
+        entry = path.parent
+        rec = record(entry)
+        if rec["kind"] != "partial":
+            continue
+        out = Path(results, *entry.parts[-3:])
+        if (out / "checkpoint_last.pt").exists():
+            continue
+        _copy_checked(entry, PARTIAL, out, rec)
+        placed.append(out)
+    return placed
+
+
+@exits_on_bad_input
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sdst.archive", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("save", help="archive run folders (finished: train outputs; unfinished: checkpoint_last.pt)")
+    s.add_argument("runs", nargs="+", help="run folders, results/<dataset>/<model>/seed<n>")
+    s.add_argument("--to", required=True, help="archive folder (config.yaml run_archive)")
+    r = sub.add_parser("restore", help="a finished run's train outputs into its run folder (rule restore_run)")
+    r.add_argument("entry", help="archive entry, ARCHIVE/<dataset>/<model>/seed<n>")
+    r.add_argument("--out", required=True, help="run folder")
+    u = sub.add_parser("unpack", help="unfinished runs back into their run folders, to resume")
+    u.add_argument("archive")
+    u.add_argument("--results", default="results")
+    args = p.parse_args(argv)
+    if args.command == "save":
+        rc = 0
+        for run_dir in args.runs:  # one bad folder (a run that never started) loses none of the others
+            try:
+                dest, kind = save(run_dir, args.to)
+                print(f"{run_dir} -> {dest} ({kind})")
+            except (ValueError, OSError) as err:
+                print(f"error: {err}", file=sys.stderr)
+                rc = 2
+        return rc
+    if args.command == "restore":
+        restore(args.entry, args.out)
+        print(f"{args.entry} -> {args.out}")
+    else:
+        for out in unpack(args.archive, args.results):
+            print(f"resumable: {out}/checkpoint_last.pt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The run archive (sdst.archive): a run trained on one machine is restored on another, never when it is stale."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from conftest import make_synthetic_cache, snakemake, synthetic_run
+from sdst.archive import FINISHED, identity, main, mismatch, record, restore, save, unpack
+from sdst.train import code_version, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A synthetic cache and a finished 2-epoch run in results/syn/sdst/seed0."""
+    base = tmp_path_factory.mktemp("archive")
+    syn = make_synthetic_cache(base / "cache", n_train=24, n_val=8)
+    run = synthetic_run(syn["annotations"], epochs=2)
+    out = base / "results" / "syn" / "sdst" / "seed0"
+    train(run, syn["summary"], out, progress=False)
+    return syn, run, out
+
+
+def test_a_finished_run_is_archived_and_restored_byte_for_byte(trained, tmp_path):
+    syn, run, out = trained
+    entry, kind = save(out, tmp_path / "archive")
+    assert (kind, entry) == ("finished", tmp_path / "archive" / "syn" / "sdst" / "seed0")
+    assert sorted(p.name for p in entry.iterdir()) == sorted([*FINISHED, "run.json"])
+    rec = record(entry)
+    assert rec["identity"] == identity(run, code_version("sdst"), None)
+    assert rec["epochs_trained"] == 2
+    restore(entry, tmp_path / "restored")
+    for name in FINISHED:
+        assert (tmp_path / "restored" / name).read_bytes() == (out / name).read_bytes()
+    assert not list((tmp_path / "restored").glob(".*"))  # no temporary files left behind
+
+
+def test_only_the_same_run_configuration_code_and_features_match(trained, tmp_path):
+    syn, run, out = trained
+    entry, _ = save(out, tmp_path / "archive")
+    same = identity(run, code_version("sdst"), None)
+    assert mismatch(entry, same) is None
+    other_lr = identity({**run, "train": {**run["train"], "lr": 1e-3}}, same["code"], None)
+    longer = identity({**run, "train": {**run["train"], "epochs": 3}}, same["code"], None)  # the budget rule
+    fewer_threads = identity({**run, "train": {**run["train"], "threads": 2}}, same["code"], None)  # runtime only
+    assert mismatch(entry, other_lr) == "archived with another run configuration"
+    assert mismatch(entry, longer) == "archived with another run configuration"
+    assert mismatch(entry, fewer_threads) is None
+    assert mismatch(entry, {**same, "code": "0" * 16}) == "archived with another code"
+    assert mismatch(entry, {**same, "features": "ab12"}) == "archived with another features"
+    assert mismatch(tmp_path / "archive" / "syn" / "sdst" / "seed1", same) == "not archived"
+    (entry / "run.json").write_text("[]")
+    assert mismatch(entry, same).startswith(f"{entry / 'run.json'}: not a run archive record")
+
+
+def test_a_damaged_entry_is_refused_naming_the_file_and_nothing_is_restored(trained, tmp_path):
+    syn, run, out = trained
+    entry, _ = save(out, tmp_path / "archive")
+    log = entry / "train_log.csv"
+    log.write_text(log.read_text().replace("1", "2", 1))
+    with pytest.raises(ValueError, match=f"{log}: missing or damaged"):
+        restore(entry, tmp_path / "restored")
+    assert not (tmp_path / "restored").exists()
+    (entry / "run.json").write_text("{")
+    with pytest.raises(ValueError, match=f"{entry / 'run.json'}: not a run archive record"):
+        restore(entry, tmp_path / "restored")
+
+
+def test_an_unfinished_run_is_archived_as_its_last_checkpoint_and_resumes_where_it_was(trained, tmp_path, capsys):
+    """A run cut off after 2 of its 4 epochs (as a job killed at the end of an allocation: only checkpoint_last.pt)
+    is archived, unpacked on another machine and resumed: it ends as the uninterrupted 4-epoch run."""
+    syn, run, out = trained
+    cut = tmp_path / "results" / "syn" / "sdst" / "seed0"
+    cut.mkdir(parents=True)
+    shutil.copy(out / "checkpoint_last.pt", cut)
+    entry, kind = save(cut, tmp_path / "archive")
+    assert kind == "partial" and sorted(p.name for p in entry.iterdir()) == ["checkpoint_last.pt", "run.json"]
+    assert "unpack it to resume" in mismatch(entry, identity(run, code_version("sdst"), None))
+
+    there = tmp_path / "elsewhere"
+    assert unpack(tmp_path / "archive", there) == [there / "syn" / "sdst" / "seed0"]
+    assert unpack(tmp_path / "archive", there) == []  # a run folder with its own checkpoint_last.pt is left alone
+    four = {**run, "train": {**run["train"], "epochs": 4}}
+    capsys.readouterr()
+    resumed = train(four, syn["summary"], there / "syn" / "sdst" / "seed0", progress=False)
+    assert "resuming from" in capsys.readouterr().err
+    fresh = train(four, syn["summary"], tmp_path / "fresh", progress=False)
+    assert resumed["epochs_trained"] == 4 and resumed["select_metrics"] == fresh["select_metrics"]
+    # finished now: saved again, the entry becomes a finished one
+    assert save(there / "syn" / "sdst" / "seed0", tmp_path / "archive")[1] == "finished"
+    assert "checkpoint_last.pt" not in {p.name for p in entry.iterdir()}
+
+
+def test_save_goes_on_past_a_folder_that_is_not_a_run(trained, tmp_path, capsys):
+    syn, run, out = trained
+    (tmp_path / "empty").mkdir()
+    assert main(["save", str(tmp_path / "empty"), str(out), "--to", str(tmp_path / "archive")]) == 2
+    said = capsys.readouterr()
+    assert f"{tmp_path / 'empty' / 'checkpoint_last.pt'}: not found" in said.err
+    assert "(finished)" in said.out and (tmp_path / "archive" / "syn" / "sdst" / "seed0" / "run.json").is_file()
+
+
+def test_the_workflow_restores_an_archived_run_instead_of_training_it_unless_it_is_stale(demo_workflow, tmp_path):
+    """On a machine without the run (its folder deleted, no Snakemake metadata), the demo's seed-1 SDST run comes
+    from the archive (rule restore_run) and predicts what the trained one predicted; with another learning rate
+    in config.yaml the archive is passed over, saying why, and the run is trained."""
+    proj, work = demo_workflow
+    here = tmp_path / "work"
+    here.mkdir()
+    for name in ("resources", "cache"):
+        shutil.copytree(work / name, here / name, symlinks=True)
+    run = "results/demo/sdst/seed1"
+    archive = tmp_path / "archive"
+    assert main(["save", str(work / run), "--to", str(archive)]) == 0
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    cfg["run_archive"] = str(archive)
+    (here / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    done = snakemake(proj, here, "--cores", "2", f"{run}/metrics_val.json")
+    said = done.stdout + done.stderr
+    assert "rule restore_run:" in said and "rule train:" not in said and "extract_shard" not in said, said[-3000:]
+    for name in ("metrics_val.json", "predictions_val.jsonl", *FINISHED):
+        assert (here / run / name).read_bytes() == (work / run / name).read_bytes(), name
+
+    cfg["train"]["datasets"]["demo"]["lr"] = 1e-4
+    (here / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    dry = snakemake(proj, here, "-n", f"{run}/metrics_val.json")
+    said = dry.stdout + dry.stderr
+    assert f"run archive: {archive / 'demo' / 'sdst' / 'seed1'}: archived with another run configuration; " \
+           "training the run instead" in said
+    assert "rule train:" in said and "rule restore_run:" not in said, said[-3000:]
+    assert json.loads((here / run / "metrics_val.json").read_text())  # the restored run's files are still there
