@@ -14,6 +14,7 @@ file kept. What is kept:
 
     python -m sdst.archive save results/demo_hard/*/seed* --to bench/runs
     python -m sdst.archive unpack bench/runs --results results
+    python -m sdst.archive list bench/runs
 """
 
 from __future__ import annotations
@@ -164,6 +165,17 @@ def unpack(archive: str | Path, results: str | Path) -> list[Path]:
     return placed
 
 
+def listing(archive: str | Path) -> list[str]:
+    """One line per entry: dataset, model, seed, finished or not, epochs trained, best epoch."""
+    lines = []
+    for path in sorted(Path(archive).glob(f"*/*/seed*/{RECORD}")):
+        rec = record(path.parent)
+        dataset, model, seed = path.parent.parts[-3:]
+        lines.append(f"{dataset} {model} {seed}: {rec['kind']}, {rec['epochs_trained']} epochs, best "
+                     f"{rec['best_epoch']}")
+    return lines
+
+
 @exits_on_bad_input
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sdst.archive", description=__doc__,
@@ -178,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     u = sub.add_parser("unpack", help="unfinished runs back into their run folders, to resume")
     u.add_argument("archive")
     u.add_argument("--results", default="results")
+    ls = sub.add_parser("list", help="what the archive holds, one run per line")
+    ls.add_argument("archive")
     args = p.parse_args(argv)
+    if args.command == "list":
+        print("\n".join(listing(args.archive)))
+        return 0
     if args.command == "save":
         rc = 0
         for run_dir in args.runs:  # one bad folder (a run that never started) loses none of the others

@@ -101,6 +101,8 @@ def test_save_goes_on_past_a_folder_that_is_not_a_run(trained, tmp_path, capsys)
     said = capsys.readouterr()
     assert f"{tmp_path / 'empty' / 'checkpoint_last.pt'}: not found" in said.err
     assert "(finished)" in said.out and (tmp_path / "archive" / "syn" / "sdst" / "seed0" / "run.json").is_file()
+    assert main(["list", str(tmp_path / "archive")]) == 0
+    assert capsys.readouterr().out == "syn sdst seed0: finished, 2 epochs, best 2\n"
 
 
 def test_the_workflow_restores_an_archived_run_instead_of_training_it_unless_it_is_stale(demo_workflow, tmp_path):
