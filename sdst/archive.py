@@ -42,6 +42,24 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def machine() -> dict:
+    """Where the run was saved (provenance only, never compared: the features digest is what says whether two
+    machines' features agree)."""
+    import platform
+
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), None)
+    return {"cpu": cpu or platform.machine(), "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
 def identity(run: dict, code: str, features: str | None) -> dict:
     """What decides a run's results: the same three values the train rule's params hold (run, code, features)."""
     from extract.cache import canonical_json
@@ -86,7 +104,7 @@ def save(run_dir: str | Path, archive: str | Path) -> tuple[Path, str]:
         shutil.copyfile(run_dir / name, tmp / name)
     record = {"identity": identity(run, state["code"], state.get("features")), "kind": kind,
               "epochs_trained": len(state["history"]), "best_epoch": state["best"]["epoch"],
-              "files": {name: sha256(tmp / name) for name in files}}
+              "files": {name: sha256(tmp / name) for name in files}, "machine": machine()}
     (tmp / RECORD).write_text(json.dumps(record, indent=1) + "\n")
     old = dest.with_name(dest.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+import torch
 import yaml
 
 from conftest import make_synthetic_cache, snakemake, synthetic_run
@@ -31,7 +32,7 @@ def test_a_finished_run_is_archived_and_restored_byte_for_byte(trained, tmp_path
     assert sorted(p.name for p in entry.iterdir()) == sorted([*FINISHED, "run.json"])
     rec = record(entry)
     assert rec["identity"] == identity(run, code_version("sdst"), None)
-    assert rec["epochs_trained"] == 2
+    assert rec["epochs_trained"] == 2 and rec["machine"]["torch"] == torch.__version__
     restore(entry, tmp_path / "restored")
     for name in FINISHED:
         assert (tmp_path / "restored" / name).read_bytes() == (out / name).read_bytes()
