@@ -6,7 +6,8 @@ its identity, read from the run's own ``checkpoint_last.pt`` (the run configurat
 fingerprint of the code that trained it, the digest of the features it was trained on), and the sha256 of every
 file kept. What is kept:
 
-- a finished run: the outputs of the workflow's train rule (``FINISHED``). The rule ``restore_run`` (config
+- a finished run: the outputs of the workflow's train rule (``FINISHED``; its curves are drawn again from the
+  log). The rule ``restore_run`` (config
   ``run_archive``) takes them instead of training when the archived identity is the job's (``mismatch``); any
   difference (configuration, budget rule, code, features) trains the run, so an archive is never read stale;
 - a run still training: its ``checkpoint_last.pt``. ``unpack`` puts it back in the run folder, where the train
@@ -20,6 +21,7 @@ file kept. What is kept:
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import os
@@ -29,7 +31,9 @@ from pathlib import Path
 
 from extract.cli import exits_on_bad_input
 
-FINISHED = ("checkpoint_best.pt", "train_log.csv", "train_summary.json", "curves.png")
+# what a finished run keeps; restored, they give the train rule's outputs (TRAIN_OUTPUTS: curves.png is drawn again)
+FINISHED = ("checkpoint_best.pt", "train_log.csv", "train_summary.json")
+TRAIN_OUTPUTS = (*FINISHED, "curves.png")
 PARTIAL = ("checkpoint_last.pt",)
 RECORD = "run.json"
 
@@ -156,14 +160,40 @@ def _copy_checked(entry: Path, names, out: Path, rec: dict) -> None:
         os.replace(tmp, out / name)
 
 
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_log(path: Path) -> list[dict]:
+    """train_log.csv back into the run's history: one dict per epoch, the numbers as written (Python writes a float
+    so that it reads back equal), an empty cell as None (a metric without moments of its length range)."""
+    with open(path, newline="") as fh:
+        return [{k: None if v == "" else _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
 def restore(entry: str | Path, out: str | Path) -> None:
-    """A finished run's train outputs from the archive into its run folder (rule restore_run)."""
-    entry = Path(entry)
+    """A finished run's train outputs from the archive into its run folder (rule restore_run); its curves.png is
+    drawn again from train_log.csv as sdst.train draws it (not kept: it is a third of an entry's size)."""
+    from sdst.checkpoint import load_checkpoint
+    from sdst.reporting.plots import plot_curves
+
+    entry, out = Path(entry), Path(out)
     rec = record(entry)
     if rec["kind"] != "finished":
         raise ValueError(f"{entry / RECORD}: the archived run is unfinished; `python -m sdst.archive unpack` "
                          "lets its train job resume")
-    _copy_checked(entry, FINISHED, Path(out), rec)
+    _copy_checked(entry, FINISHED, out, rec)
+    run = load_checkpoint(out / "checkpoint_best.pt")["run"]
+    tmp = out / ".curves.restoring.png"
+    plot_curves(read_log(out / "train_log.csv"), tmp,
+                title=f"{run['model']['name']} on {run['data']['name']}, seed {run['seed']}",
+                select_metrics=run["train"]["select_metrics"])
+    os.replace(tmp, out / "curves.png")
 
 
 def unpack(archive: str | Path, results: str | Path) -> list[Path]:
