@@ -7,9 +7,9 @@ fingerprint of the code that trained it, the digest of the features it was train
 file kept. What is kept:
 
 - a finished run: the outputs of the workflow's train rule (``FINISHED``; its curves are drawn again from the
-  log). The rule ``restore_run`` (config
-  ``run_archive``) takes them instead of training when the archived identity is the job's (``mismatch``); any
-  difference (configuration, budget rule, code, features) trains the run, so an archive is never read stale;
+  log). The rule ``restore_run`` (config ``run_archive``) takes them instead of training when the archived
+  identity is the job's (``mismatch``); any difference (configuration, budget rule, code, features) trains the
+  run, so an archive is never read stale;
 - a run still training: its ``checkpoint_last.pt``. ``unpack`` puts it back in the run folder, where the train
   job resumes from it after its own checks (sdst.train.resume_state: same configuration, code and features).
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -30,20 +29,13 @@ import sys
 from pathlib import Path
 
 from extract.cli import exits_on_bad_input
+from extract.sources import whole_hash as sha256  # of every byte
 
 # what a finished run keeps; restored, they give the train rule's outputs (TRAIN_OUTPUTS: curves.png is drawn again)
 FINISHED = ("checkpoint_best.pt", "train_log.csv", "train_summary.json")
 TRAIN_OUTPUTS = (*FINISHED, "curves.png")
 PARTIAL = ("checkpoint_last.pt",)
 RECORD = "run.json"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def machine() -> dict:
