@@ -306,9 +306,9 @@ _ARCHIVE_SAID = set()
 
 def archived_run(wc):
     """What restore_run copies: the run archive's entry for this run (config `run_archive`, sdst.archive) when it
-    holds a finished run of this job's identity (the params of train and restore_run, the same three values: run
-    configuration, code, features); otherwise a path nothing makes, so that the run is trained instead (ruleorder
-    restore_run > train)."""
+    holds a finished run of this job's identity (the train rule's params: run configuration, training code,
+    features; the record is read first, so a run nobody archived never asks for the features digest); otherwise a
+    path nothing makes, so that the run is trained instead (ruleorder restore_run > train)."""
     from sdst.archive import FINISHED, RECORD, mismatch
 
     entry = Path(config.get("run_archive") or "no-run-archive", wc.dataset, wc.model, f"seed{wc.seed}")
