@@ -16,7 +16,8 @@ truth.
 Each row also counts the distinct windows submitted per query (sdst.metrics.distinct_windows: near-copies at IoU ≥
 0.7 count once). ``slots`` in the JSON reads the model's M decoder queries one by one (issue 21 point 5): how often
 each one's window is ranked first, how often it reaches IoU ≥ 0.7 with a ground-truth window, and its learned
-reference R^0 (centre, width in [0, 1] of the video; the "mixed" and "pure" query selections move the centre).
+reference R^0 (centre, width in [0, 1] of the video; the "mixed" and "pure" query selections move the centre), and
+how long its windows are (10th / 50th / 90th percentile, s).
 """
 
 from __future__ import annotations
@@ -100,31 +101,39 @@ def run(checkpoint: str, split: str, out: str | Path, features: str | None = Non
 
 def slot_stats(slots: list[dict], gt: list[dict], references: list, threshold: float = 0.7) -> list[dict]:
     """Per decoder query (in the model's order): the percent of queries whose first-ranked window is its window
-    (``first``: the highest-scoring non-empty window, ties to the lower index), the percent where its window reaches IoU ≥ ``threshold`` with a
-    ground-truth window (``hit``), and its learned reference R^0 (centre, width)."""
+    (``first``: the highest-scoring non-empty window, ties to the lower index), the percent where its window reaches
+    IoU ≥ ``threshold`` with a ground-truth window (``hit``), its learned reference R^0 (centre, width) and the 10th,
+    50th and 90th percentiles of its windows' lengths in seconds (``length_s``, non-empty windows; None if it has
+    none): whether some decoder query predicts the short moments."""
     import numpy as np
 
     from sdst.metrics import temporal_iou
 
     windows = {g["qid"]: np.asarray(g["relevant_windows"], dtype=float).reshape(-1, 2) for g in gt}
     first, hit = np.zeros(len(references)), np.zeros(len(references))
+    lengths: list[list[float]] = [[] for _ in references]
     for s in slots:
         w = np.asarray(s["windows"], dtype=float)
         valid = w[:, 1] > w[:, 0]  # an empty window is never submitted (sdst.postprocess.to_records)
         if valid.any():
             first[int(np.argmax(np.where(valid, s["scores"], -np.inf)))] += 1
         hit += (temporal_iou(w, windows[s["qid"]]) >= threshold).any(1)
+        for i in np.flatnonzero(valid):
+            lengths[i].append(float(w[i, 1] - w[i, 0]))
     n = max(len(slots), 1)
+    spread = lambda x: [round(float(v), 2) for v in np.percentile(x, (10, 50, 90))] if x else None  # noqa: E731
     return [{"query": i, "first": round(100.0 * f / n, 2), "hit": round(100.0 * h / n, 2),
-             "reference": [round(float(x), 4) for x in ref]}
+             "reference": [round(float(x), 4) for x in ref], "length_s": spread(lengths[i])}
             for i, (f, h, ref) in enumerate(zip(first, hit, references))]
 
 
 def slots_table(result: dict) -> str:
     """The decoder queries as a Markdown table (what the CLI prints after the levels)."""
-    rows = ["| decoder query | R^0 centre, width | ranked first (%) | IoU ≥ 0.7 (%) |", "|---:|---|---:|---:|"]
+    rows = ["| decoder query | R^0 centre, width | ranked first (%) | IoU ≥ 0.7 (%) | length p10 / p50 / p90 (s) |",
+            "|---:|---|---:|---:|---|"]
     rows += [f"| {s['query']} | {s['reference'][0]:.2f}, {s['reference'][1]:.2f} | {s['first']:.2f} | "
-             f"{s['hit']:.2f} |" for s in result.get("slots", [])]
+             f"{s['hit']:.2f} | {' / '.join(f'{v:.1f}' for v in s['length_s']) if s.get('length_s') else '–'} |"
+             for s in result.get("slots", [])]
     return "\n".join(rows)
 
 

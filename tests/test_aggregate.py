@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from extract.annotations import AnnotationError
-from sdst.reporting.aggregate import BEST_WINDOW, DISTINCT, aggregate
+from sdst.reporting.aggregate import BEST_WINDOW, DISTINCT, aggregate, window_widths
 from sdst.reporting.budget import BudgetError, section as budget_section
 from sdst.reporting.ranking import section
 
@@ -49,6 +49,10 @@ def test_best_window_r1_per_seed_and_the_ranking_section(tmp_path):
     # [40, 50]) -> 50.00 ± 23.57; no middle or long windows
     assert out["metrics"]["MR-windows-found-short"]["values"] == [33.33, 66.67]
     assert "| m | 50.00 ± 23.57 | – | – |" in text
+    # widths: seed 0 q1 [0, 10] best [0, 9] (0.9), q2 [40, 50] best [44, 50] (0.6), [20, 30] overlapped by nothing
+    # -> median 0.75; seed 1 0.9 and [40, 50] itself (1.0) -> 0.95; every submitted window is short
+    assert "| m | 0.85 ± 0.14 | – | – | 0.00 ± 0.00 | – | – | 100.00 ± 0.00 | 0.00 ± 0.00 | 0.00 ± 0.00 |" in text
+    assert "the ground truth's windows: short 100.00 %, middle 0.00 %, long 0.00 %" in text
     assert "| short (0, 10] | middle (10, 30] | long (30, 150] |" in text
     # first windows: seed 0 q1 [30, 40] overlaps nothing (elsewhere), q2 [44, 50] IoU 0.6 with [40, 50] (loose);
     # seed 1 both hit -> hit 0, 100; loose 50, 0; elsewhere 50, 0
@@ -117,3 +121,24 @@ def test_a_training_log_that_disagrees_with_its_summary_is_named(tmp_path):
     path = tmp_path / "m.json"
     path.write_text(json.dumps(aggregate("d", "m", [run], ["val"])))
     assert "| m | 1 | 3 (–) | 1 (seed 0) | – |" in budget_section([str(path)])
+
+
+def test_window_widths_by_hand():
+    """q1's 4-s window is overlapped most by [0, 4.4] (ratio 1.1), its 20-s one by [10, 25] (0.75), its 40-s one by
+    [40, 60] (0.5); q2 has no record (left out of the ratios, counted in the ground truth's shares); q3's 10-s window
+    (short: (0, 10]) by [50, 60] (1.0); q4's 4-s window by [0, 10] (2.5, more than twice as long)."""
+    gt = [{"qid": 1, "relevant_windows": [[0, 4], [10, 30], [40, 80]]}, {"qid": 2, "relevant_windows": [[0, 2]]},
+          {"qid": 3, "relevant_windows": [[50, 60]]}, {"qid": 4, "relevant_windows": [[0, 4]]}]
+    records = [{"qid": 1, "pred_relevant_windows": [[40, 60, .9], [0, 4.4, .8], [10, 25, .7]]},
+               {"qid": 3, "pred_relevant_windows": [[50, 60, .9], [45, 70, .5]]},
+               {"qid": 4, "pred_relevant_windows": [[0, 10, .9]]}]
+    out = window_widths(records, gt)
+    # short ratios 1.1, 1.0, 2.5 -> median 1.1, one of three over 2x; submitted lengths 20, 4.4, 15, 10, 25, 10 ->
+    # short 3 of 6, middle 3 of 6; ground truth 4, 20, 40, 2, 10, 4 -> short 4 of 6, middle 1, long 1
+    assert out == {"MR-width-ratio-short": 1.1, "MR-width-over-2x-short": 33.33, "MR-submitted-short": 50.0,
+                   "MR-submitted-ground-truth-short": 66.67,
+                   "MR-width-ratio-middle": 0.75, "MR-width-over-2x-middle": 0.0, "MR-submitted-middle": 50.0,
+                   "MR-submitted-ground-truth-middle": 16.67,
+                   "MR-width-ratio-long": 0.5, "MR-width-over-2x-long": 0.0, "MR-submitted-long": 0.0,
+                   "MR-submitted-ground-truth-long": 16.67}
+    assert window_widths([], gt[1:2])["MR-width-ratio-short"] is None  # nothing overlaps: no ratio

@@ -96,8 +96,9 @@ def test_distinct_windows_and_decoder_query_statistics_by_hand():
              {"qid": 2, "windows": [[0, 10], [21, 30]], "scores": [0.2, 0.8]},  # query 1 first and right (IoU 0.9)
              {"qid": 1, "windows": [[0, 10], [5, 5]], "scores": [0.1, 0.9]}]  # query 1's window is empty: query 0
     assert slot_stats(slots, gt, [[0.1, 0.2], [0.7, 0.3]]) == [
-        {"query": 0, "first": 66.67, "hit": 66.67, "reference": [0.1, 0.2]},
-        {"query": 1, "first": 33.33, "hit": 33.33, "reference": [0.7, 0.3]}]
+        {"query": 0, "first": 66.67, "hit": 66.67, "reference": [0.1, 0.2], "length_s": [10.0, 10.0, 10.0]},
+        # lengths 10 and 9 s (the empty window is not one): percentiles by linear interpolation between them
+        {"query": 1, "first": 33.33, "hit": 33.33, "reference": [0.7, 0.3], "length_s": [9.1, 9.5, 9.9]}]
 
 
 def test_windows_found_by_length_range_by_hand():

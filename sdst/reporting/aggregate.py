@@ -10,7 +10,9 @@ lack of features (failed or missing videos) are carried along. Beside the evalua
 where one of the submitted windows reaches IoU ≥ 0.7 with a ground-truth window (sdst.metrics.best_window_recall),
 the R1@0.7 a perfect ranking of the submitted windows would give, ``MR-distinct-windows``, how many of the
 submitted windows are distinct (sdst.metrics.distinct_windows), ``MR-windows-found-<short|middle|long>``, the share of
-the ground-truth windows of each length range that a submitted window reaches (sdst.metrics.windows_found), and
+the ground-truth windows of each length range that a submitted window reaches (sdst.metrics.windows_found),
+``MR-width-ratio-<range>`` and ``MR-submitted-<range>``, whether the windows are as long as the moments
+(window_widths: the best-overlapping window's width over the moment's, the share of submitted windows per range), and
 where the first window lands (sdst.first_window: ``MR-first-window-<category>``; with ``--demo-spec``, the
 generator's spec of an events dataset, also the events it lands on and R1@0.7 per query kind and per asked change,
 ``MR-R1@0.7-query-<kind>`` and ``MR-R1@0.7-change-<type>``, with their queries counted in ``_query_groups``).
@@ -26,12 +28,17 @@ from pathlib import Path
 import numpy as np
 
 from sdst.first_window import GROUPS, PREFIX as FIRST_PREFIX
+from sdst.metrics import QVH_LENGTH_RANGES
 from sdst.reporting.budget import run_budget
 
 BEST_WINDOW = "MR-best-window-R1@0.7"
 DISTINCT = "MR-distinct-windows"
 FOUND = "MR-windows-found-"  # + short, middle, long (sdst.metrics.windows_found)
-NOT_PRINTED = ("_", FIRST_PREFIX, FOUND, *(prefix for prefix, _ in GROUPS.values()))  # in the JSON, not the log's line
+WIDTH = "MR-width-ratio-"  # + short, middle, long (window_widths)
+WIDE = "MR-width-over-2x-"  # + short, middle, long (window_widths)
+SUBMITTED = "MR-submitted-"  # + short, middle, long, and "ground-truth" + the same (window_widths)
+# in the JSON, not the log's line
+NOT_PRINTED = ("_", FIRST_PREFIX, FOUND, WIDTH, WIDE, SUBMITTED, *(prefix for prefix, _ in GROUPS.values()))
 
 
 def windows(run: str | Path, split: str, demo_spec: dict | None = None) -> tuple[dict, dict | None]:
@@ -51,8 +58,48 @@ def windows(run: str | Path, split: str, demo_spec: dict | None = None) -> tuple
     by_qid = plans_for(demo_spec, gt, str(gt_path))
     found = {FOUND + name: value for name, value in windows_found(records, gt).items()}
     return ({BEST_WINDOW: best_window_recall(records, gt), DISTINCT: distinct_windows(records), **found,
+             **window_widths(records, gt),
              **breakdown(records, gt, by_qid)},
             None if by_qid is None else group_sizes(gt, by_qid))
+
+
+def _length_range(length: float) -> str | None:
+    return next((n for n, b in QVH_LENGTH_RANGES.items() if b and b[0] < length <= b[1]), None)
+
+
+def window_widths(records: list[dict], gt: list[dict]) -> dict[str, float | None]:
+    """Are the submitted windows as long as the moments? Per length range (QVH_LENGTH_RANGES but "full", a length in
+    (min, max] s): ``MR-width-ratio-<range>``, the median over the range's ground-truth windows of the width of the
+    submitted window of their query that overlaps them most (the highest IoU, ties to the one listed first) over their
+    own width (2: twice as long; a window no submitted window overlaps is left out), and ``MR-width-over-2x-<range>``
+    the percent of those windows where it is more than twice as long; ``MR-submitted-<range>``, the
+    percent of all submitted windows whose length is in the range, and ``MR-submitted-ground-truth-<range>``, that of
+    the ground-truth windows. None where a range has no window (2 dp)."""
+    from sdst.metrics import submitted_windows, temporal_iou
+
+    windows = {r["qid"]: submitted_windows(r) for r in records}
+    ratios: dict[str, list[float]] = {}
+    submitted: list[str | None] = [_length_range(e - s) for w in windows.values() for s, e in w]
+    truth_ranges: list[str | None] = []
+    for g in gt:
+        truth = np.asarray(g["relevant_windows"], dtype=float).reshape(-1, 2)
+        pred = windows.get(g["qid"], np.zeros((0, 2)))
+        iou = temporal_iou(truth, pred) if len(pred) else np.zeros((len(truth), 0))
+        for (start, end), row in zip(truth, iou):
+            name = _length_range(end - start)
+            truth_ranges.append(name)
+            if name and row.size and row.max() > 0:
+                best = pred[int(np.argmax(row))]
+                ratios.setdefault(name, []).append((best[1] - best[0]) / (end - start))
+    share = lambda names, name: round(100.0 * names.count(name) / len(names), 2) if names else None  # noqa: E731
+    out: dict[str, float | None] = {}
+    for name in (n for n, b in QVH_LENGTH_RANGES.items() if b):
+        r = np.asarray(ratios.get(name, []))
+        out[WIDTH + name] = round(float(np.median(r)), 2) if r.size else None
+        out[WIDE + name] = round(100.0 * float((r > 2).mean()), 2) if r.size else None
+        out[SUBMITTED + name] = share(submitted, name)
+        out[SUBMITTED + "ground-truth-" + name] = share(truth_ranges, name)
+    return out
 
 
 def summarise(values: list[float]) -> dict:

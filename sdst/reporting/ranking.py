@@ -3,7 +3,9 @@ metrics.json (sdst.reporting.aggregate), mean ± std over seeds (ddof = 1):
 
 - "Finding the window vs ranking it": R1@0.7, best-window R1@0.7 (the R1@0.7 a perfect ranking of the submitted
   windows would give) and the difference, what the ranking loses, how many of the submitted windows are
-  distinct, and the share of each length range's ground-truth windows that a submitted window reaches;
+  distinct, the share of each length range's ground-truth windows that a submitted window reaches, and whether the
+  windows are as long as the moments (the best-overlapping window's width over the moment's, how many windows of
+  each length are submitted);
 - "Where the first window lands": every query by what its first window is (sdst.first_window), and on a
   generated events dataset the events a window elsewhere overlaps and R1@0.7 per query kind and asked change."""
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from sdst.first_window import CATEGORIES, ELSEWHERE, GROUPS, PREFIX
 from sdst.metrics import QVH_LENGTH_RANGES
-from sdst.reporting.aggregate import BEST_WINDOW, DISTINCT, FOUND
+from sdst.reporting.aggregate import BEST_WINDOW, DISTINCT, FOUND, SUBMITTED, WIDE, WIDTH
 from sdst.reporting.over_seeds import cell
 
 R1 = ("MR-full-R1@0.7", "MR-R1@0.7")  # QVHighlights-style, then Charades-STA / TACoS
@@ -74,6 +76,19 @@ def _ranking(paths: list[str]) -> str:
                       "(`MR-windows-found-*`): finding the window, by its length.", ""]
             lines += _table(found, [f"{r} ({QVH_LENGTH_RANGES[r][0]:g}, {QVH_LENGTH_RANGES[r][1]:g}]" for r in RANGES],
                             [FOUND + r for r in RANGES])
+        widths = [(row[0], row[-1]) for row in rows if any(_values(row[-1], WIDTH + r) is not None for r in RANGES)]
+        if widths:
+            truth = {r: (_values(widths[0][1], SUBMITTED + "ground-truth-" + r) or [None])[0] for r in RANGES}
+            lines += ["Are the windows as long as the moments? Per length range: the median, over its ground-truth "
+                      "windows, of the width of the submitted window that overlaps each most over the window's own "
+                      "(`MR-width-ratio-*`; 2 = twice as long), the percent of them where it is more than twice as "
+                      "long (`MR-width-over-2x-*`), and the percent of all submitted windows with a length in the "
+                      "range (`MR-submitted-*`; the ground truth's windows: "
+                      + ", ".join(f"{r} {'–' if truth[r] is None else f'{truth[r]:.2f}'} %" for r in RANGES) + ").",
+                      ""]
+            lines += _table(widths, [f"{k} {r}" for k in ("width ratio", "over 2x (%)", "submitted (%)")
+                                     for r in RANGES],
+                            [p + r for p in (WIDTH, WIDE, SUBMITTED) for r in RANGES])
     return "\n".join(lines)
 
 
