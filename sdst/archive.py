@@ -7,7 +7,7 @@ fingerprint of the code that trained it, the digest of the features it was train
 file kept. What is kept:
 
 - a finished run: the outputs of the workflow's train rule (``FINISHED``; its curves are drawn again from the
-  log). The rule ``restore_run`` (config ``run_archive``) takes them instead of training when the archived
+  log) and the lines the run printed while it trained (``LOG``, printed again on restore). The rule ``restore_run`` (config ``run_archive``) takes them instead of training when the archived
   identity is the job's (``mismatch``); any difference (configuration, budget rule, code, features) trains the
   run, so an archive is never read stale;
 - a run still training: its ``checkpoint_last.pt``. ``unpack`` puts it back in the run folder, where the train
@@ -36,6 +36,7 @@ FINISHED = ("checkpoint_best.pt", "train_log.csv", "train_summary.json")
 TRAIN_OUTPUTS = (*FINISHED, "curves.png")
 PARTIAL = ("checkpoint_last.pt",)
 RECORD = "run.json"
+LOG = "train.log"  # a finished entry's: the lines the run printed (its checkpoint_last.pt keeps them), shown on restore
 
 
 def machine() -> dict:
@@ -98,6 +99,9 @@ def save(run_dir: str | Path, archive: str | Path) -> tuple[Path, str]:
     tmp.mkdir(parents=True)
     for name in files:
         shutil.copyfile(run_dir / name, tmp / name)
+    if kind == "finished":
+        (tmp / LOG).write_text("".join(f"{line}\n" for line in state.get("log", [])))
+        files = (*files, LOG)
     record = {"identity": identity(run, state["code"], state.get("features")), "kind": kind,
               "epochs_trained": len(state["history"]), "best_epoch": state["best"]["epoch"],
               "files": {name: sha256(tmp / name) for name in files}, "machine": machine()}
@@ -137,14 +141,20 @@ def mismatch(entry: str | Path, ident: dict) -> str | None:
     return f"archived with another {' and '.join(names[k] for k in differ)}" if differ else None
 
 
-def _copy_checked(entry: Path, names, out: Path, rec: dict) -> None:
-    """Copy the entry's files into ``out``, each checked against its recorded sha256 first (a damaged archive is
-    refused naming the file, never read as data); each file lands whole (temporary name, then rename)."""
+def _check(entry: Path, names, rec: dict) -> None:
+    """Each of the entry's files against its recorded sha256: a damaged archive is refused naming the file, never
+    read as data."""
     for name in names:
         src = entry / name
         if not src.is_file() or sha256(src) != rec["files"].get(name):
             raise ValueError(f"{src}: missing or damaged (its sha256 differs from {entry / RECORD}); "
                              "save the run again or delete the entry to train it")
+
+
+def _copy_checked(entry: Path, names, out: Path, rec: dict) -> None:
+    """Copy the entry's files into ``out``, each checked first (_check); each file lands whole (temporary name,
+    then rename)."""
+    _check(entry, names, rec)
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
         tmp = out / f".{name}.restoring"
@@ -168,9 +178,11 @@ def read_log(path: Path) -> list[dict]:
         return [{k: None if v == "" else _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
-def restore(entry: str | Path, out: str | Path) -> None:
+def restore(entry: str | Path, out: str | Path) -> str:
     """A finished run's train outputs from the archive into its run folder (rule restore_run); its curves.png is
-    drawn again from train_log.csv as sdst.train draws it (not kept: it is a third of an entry's size)."""
+    drawn again from train_log.csv as sdst.train draws it (not kept: it is a third of an entry's size). Returns
+    what the run printed while it trained (empty for an entry saved without it), which the CLI prints, so that the
+    rule's log, the train job's log otherwise, tells the run's history."""
     from sdst.checkpoint import load_checkpoint
     from sdst.reporting.plots import plot_curves
 
@@ -186,6 +198,10 @@ def restore(entry: str | Path, out: str | Path) -> None:
                 title=f"{run['model']['name']} on {run['data']['name']}, seed {run['seed']}",
                 select_metrics=run["train"]["select_metrics"])
     os.replace(tmp, out / "curves.png")
+    if LOG not in rec["files"]:
+        return ""
+    _check(entry, [LOG], rec)
+    return (entry / LOG).read_text()
 
 
 def unpack(archive: str | Path, results: str | Path) -> list[Path]:
@@ -247,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                 rc = 2
         return rc
     if args.command == "restore":
-        restore(args.entry, args.out)
-        print(f"{args.entry} -> {args.out}")
+        print(restore(args.entry, args.out), end="")
+        print(f"restored from the run archive: {args.entry} -> {args.out}")
     else:
         for out in unpack(args.archive, args.results):
             print(f"resumable: {out}/checkpoint_last.pt")

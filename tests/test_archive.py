@@ -29,7 +29,7 @@ def test_a_finished_run_is_archived_and_restored_byte_for_byte(trained, tmp_path
     syn, run, out = trained
     entry, kind = save(out, tmp_path / "archive")
     assert (kind, entry) == ("finished", tmp_path / "archive" / "syn" / "sdst" / "seed0")
-    assert sorted(p.name for p in entry.iterdir()) == sorted([*FINISHED, "run.json"])
+    assert sorted(p.name for p in entry.iterdir()) == sorted([*FINISHED, "run.json", "train.log"])
     rec = record(entry)
     assert rec["identity"] == identity(run, code_version("sdst"), None)
     assert rec["epochs_trained"] == 2 and rec["machine"]["torch"] == torch.__version__
@@ -37,6 +37,22 @@ def test_a_finished_run_is_archived_and_restored_byte_for_byte(trained, tmp_path
     for name in TRAIN_OUTPUTS:  # the curves drawn again from the log are the trained run's, byte for byte
         assert (tmp_path / "restored" / name).read_bytes() == (out / name).read_bytes(), name
     assert not list((tmp_path / "restored").glob(".*"))  # no temporary files left behind
+
+
+def test_restoring_prints_what_the_run_printed_while_it_trained(trained, tmp_path, capsys):
+    """The rule's log (the train job's log otherwise) tells the run's history, the lines checkpoint_last.pt
+    keeps, then where it was restored from; an entry whose log was damaged is refused naming it."""
+    syn, run, out = trained
+    entry, _ = save(out, tmp_path / "archive")
+    lines = torch.load(out / "checkpoint_last.pt", weights_only=False)["log"]
+    assert any(line.startswith("epoch 2/2") for line in lines)
+    capsys.readouterr()
+    assert main(["restore", str(entry), "--out", str(tmp_path / "restored")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [*lines, f"restored from the run archive: {entry} -> {tmp_path / 'restored'}"]
+    (entry / "train.log").write_text("epoch 1/2: edited\n")
+    with pytest.raises(ValueError, match="train.log: missing or damaged"):
+        restore(entry, tmp_path / "again")
 
 
 def test_only_the_same_run_configuration_code_and_features_match(trained, tmp_path):
