@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from sdst.evaluate import load_jsonl
-from sdst.metrics import QVH_LENGTH_RANGES, submitted_windows, temporal_iou, windows_found
-from sdst.reporting.aggregate import window_widths
+from sdst.metrics import QVH_LENGTH_RANGES, temporal_iou, windows_found
+from sdst.reporting.aggregate import closest_windows, window_widths
 
 SHORT, MIDDLE = QVH_LENGTH_RANGES["short"], QVH_LENGTH_RANGES["middle"]
 
@@ -48,21 +48,9 @@ def saliency_windows(scores, k: float, clip_len: float) -> np.ndarray:
     return (edges.reshape(-1, 2) * clip_len).astype(float)
 
 
-def closest(records: list[dict], gt: list[dict]):
-    """Per ground-truth window: (its window, the closest submitted window or None, their IoU)."""
-    windows = {r["qid"]: submitted_windows(r) for r in records}
-    for g in gt:
-        truth = np.asarray(g["relevant_windows"], dtype=float).reshape(-1, 2)
-        pred = windows.get(g["qid"], np.zeros((0, 2)))
-        iou = temporal_iou(truth, pred) if len(pred) else np.zeros((len(truth), 0))
-        for w, row in zip(truth, iou):
-            j = int(np.argmax(row)) if row.size else None
-            yield w, (None if j is None else pred[j]), (0.0 if j is None else float(row[j]))
-
-
 def misses(records: list[dict], gt: list[dict]) -> dict[str, int]:
     out = {"too long": 0, "too short": 0, "shifted": 0, "nothing overlaps": 0}
-    for w, b, iou in closest(records, gt):
+    for w, b, iou in closest_windows(records, gt):
         if not _in(SHORT, w[1] - w[0]) or iou >= 0.7:
             continue
         if b is None or iou == 0:
@@ -77,7 +65,7 @@ def misses(records: list[dict], gt: list[dict]) -> dict[str, int]:
 
 
 def boundary_errors(records: list[dict], gt: list[dict], bounds) -> tuple[float, float]:
-    errs = [(abs(b[0] - w[0]), abs(b[1] - w[1])) for w, b, iou in closest(records, gt)
+    errs = [(abs(b[0] - w[0]), abs(b[1] - w[1])) for w, b, iou in closest_windows(records, gt)
             if _in(bounds, w[1] - w[0]) and iou > 0]
     return tuple(float(np.median([e[i] for e in errs])) if errs else float("nan") for i in (0, 1))
 

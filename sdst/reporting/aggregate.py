@@ -67,30 +67,39 @@ def _length_range(length: float) -> str | None:
     return next((n for n, b in QVH_LENGTH_RANGES.items() if b and b[0] < length <= b[1]), None)
 
 
-def window_widths(records: list[dict], gt: list[dict]) -> dict[str, float | None]:
-    """Are the submitted windows as long as the moments? Per length range (QVH_LENGTH_RANGES but "full", a length in
-    (min, max] s): ``MR-width-ratio-<range>``, the median over the range's ground-truth windows of the width of the
-    submitted window of their query that overlaps them most (the highest IoU, ties to the one listed first) over their
-    own width (2: twice as long; a window no submitted window overlaps is left out), and ``MR-width-over-2x-<range>``
-    the percent of those windows where it is more than twice as long; ``MR-submitted-<range>``, the
-    percent of all submitted windows whose length is in the range, and ``MR-submitted-ground-truth-<range>``, that of
-    the ground-truth windows. None where a range has no window (2 dp)."""
+def closest_windows(records: list[dict], gt: list[dict]):
+    """Per ground-truth window, in file order: (the window, the submitted window of its query that overlaps it most
+    (highest IoU, ties to the one listed first) or None where the query has none, their IoU)."""
     from sdst.metrics import submitted_windows, temporal_iou
 
     windows = {r["qid"]: submitted_windows(r) for r in records}
-    ratios: dict[str, list[float]] = {}
-    submitted: list[str | None] = [_length_range(e - s) for w in windows.values() for s, e in w]
-    truth_ranges: list[str | None] = []
     for g in gt:
         truth = np.asarray(g["relevant_windows"], dtype=float).reshape(-1, 2)
         pred = windows.get(g["qid"], np.zeros((0, 2)))
         iou = temporal_iou(truth, pred) if len(pred) else np.zeros((len(truth), 0))
-        for (start, end), row in zip(truth, iou):
-            name = _length_range(end - start)
-            truth_ranges.append(name)
-            if name and row.size and row.max() > 0:
-                best = pred[int(np.argmax(row))]
-                ratios.setdefault(name, []).append((best[1] - best[0]) / (end - start))
+        for window, row in zip(truth, iou):
+            best = int(np.argmax(row)) if row.size else None
+            yield window, (None if best is None else pred[best]), (0.0 if best is None else float(row[best]))
+
+
+def window_widths(records: list[dict], gt: list[dict]) -> dict[str, float | None]:
+    """Are the submitted windows as long as the moments? Per length range (QVH_LENGTH_RANGES but "full", a length in
+    (min, max] s): ``MR-width-ratio-<range>``, the median over the range's ground-truth windows of the width of the
+    submitted window of their query that overlaps them most (closest_windows) over their own width (2: twice as
+    long; a window no submitted window overlaps is left out), and ``MR-width-over-2x-<range>`` the percent of those
+    windows where it is more than twice as long; ``MR-submitted-<range>``, the percent of all submitted windows whose
+    length is in the range, and ``MR-submitted-ground-truth-<range>``, that of the ground-truth windows. None where a
+    range has no window (2 dp)."""
+    from sdst.metrics import submitted_windows
+
+    ratios: dict[str, list[float]] = {}
+    truth_ranges: list[str | None] = []
+    for (start, end), best, iou in closest_windows(records, gt):
+        name = _length_range(end - start)
+        truth_ranges.append(name)
+        if name and iou > 0:
+            ratios.setdefault(name, []).append((best[1] - best[0]) / (end - start))
+    submitted = [_length_range(e - s) for r in records for s, e in submitted_windows(r)]
     share = lambda names, name: round(100.0 * names.count(name) / len(names), 2) if names else None  # noqa: E731
     out: dict[str, float | None] = {}
     for name in (n for n, b in QVH_LENGTH_RANGES.items() if b):
