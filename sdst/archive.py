@@ -7,9 +7,10 @@ fingerprint of the code that trained it, the digest of the features it was train
 file kept. What is kept:
 
 - a finished run: the outputs of the workflow's train rule (``FINISHED``; its curves are drawn again from the
-  log) and the lines the run printed while it trained (``LOG``, printed again on restore). The rule ``restore_run`` (config ``run_archive``) takes them instead of training when the archived
-  identity is the job's (``mismatch``); any difference (configuration, budget rule, code, features) trains the
-  run, so an archive is never read stale;
+  log) and the lines the run printed while it trained (``LOG``, printed again on restore). The rule
+  ``restore_run`` (config ``run_archive``) takes them instead of training when the archived identity is the job's
+  (``mismatch``); any difference (configuration, budget rule, code, features) trains the run, so an archive is
+  never read stale;
 - a run still training: its ``checkpoint_last.pt``. ``unpack`` puts it back in the run folder, where the train
   job resumes from it after its own checks (sdst.train.resume_state: same configuration, code and features).
 
