@@ -30,14 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from sdst.evaluate import load_jsonl
-from sdst.metrics import QVH_LENGTH_RANGES, temporal_iou, windows_found
-from sdst.reporting.aggregate import closest_windows, window_widths
-
-SHORT, MIDDLE = QVH_LENGTH_RANGES["short"], QVH_LENGTH_RANGES["middle"]
-
-
-def _in(bounds, length) -> bool:
-    return bounds[0] < length <= bounds[1]
+from sdst.metrics import temporal_iou, windows_found
+from sdst.reporting.aggregate import closest_windows, length_range, window_widths
 
 
 def saliency_windows(scores, k: float, clip_len: float) -> np.ndarray:
@@ -51,7 +45,7 @@ def saliency_windows(scores, k: float, clip_len: float) -> np.ndarray:
 def misses(records: list[dict], gt: list[dict]) -> dict[str, int]:
     out = {"too long": 0, "too short": 0, "shifted": 0, "nothing overlaps": 0}
     for w, b, iou in closest_windows(records, gt):
-        if not _in(SHORT, w[1] - w[0]) or iou >= 0.7:
+        if length_range(w[1] - w[0]) != "short" or iou >= 0.7:
             continue
         if b is None or iou == 0:
             out["nothing overlaps"] += 1
@@ -64,9 +58,9 @@ def misses(records: list[dict], gt: list[dict]) -> dict[str, int]:
     return out
 
 
-def boundary_errors(records: list[dict], gt: list[dict], bounds) -> tuple[float, float]:
+def boundary_errors(records: list[dict], gt: list[dict], name: str) -> tuple[float, float]:
     errs = [(abs(b[0] - w[0]), abs(b[1] - w[1])) for w, b, iou in closest_windows(records, gt)
-            if _in(bounds, w[1] - w[0]) and iou > 0]
+            if length_range(w[1] - w[0]) == name and iou > 0]
     return tuple(float(np.median([e[i] for e in errs])) if errs else float("nan") for i in (0, 1))
 
 
@@ -77,7 +71,7 @@ def saliency_found(records: list[dict], gt: list[dict], k: float, clip_len: floa
         r = by_qid.get(g["qid"])
         wins = saliency_windows(r["pred_saliency_scores"], k, clip_len) if r else np.zeros((0, 2))
         for w in np.asarray(g["relevant_windows"], dtype=float).reshape(-1, 2):
-            if _in(SHORT, w[1] - w[0]):
+            if length_range(w[1] - w[0]) == "short":
                 hits.append(bool(len(wins)) and float(temporal_iou(w[None], wins).max()) >= 0.7)
     return 100.0 * sum(hits) / max(len(hits), 1)
 
@@ -97,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         records, gt = load_jsonl(pred, "submission"), load_jsonl(f"{pred}.gt.jsonl", "gt")
         w, m = window_widths(records, gt), misses(records, gt)
         truth = w["MR-submitted-ground-truth-short"]
-        es, em = boundary_errors(records, gt, SHORT), boundary_errors(records, gt, MIDDLE)
+        es, em = boundary_errors(records, gt, "short"), boundary_errors(records, gt, "middle")
         sal = [saliency_found(records, gt, k, args.clip_len) for k in (0.5, 1.0)]
         print(f"| {run} | {windows_found(records, gt)['short']:.2f} | {w['MR-width-ratio-short']:.2f} | "
               f"{w['MR-width-over-2x-short']:.2f} | {w['MR-submitted-short']:.2f} | "

@@ -63,7 +63,8 @@ def windows(run: str | Path, split: str, demo_spec: dict | None = None) -> tuple
             None if by_qid is None else group_sizes(gt, by_qid))
 
 
-def _length_range(length: float) -> str | None:
+def length_range(length: float) -> str | None:
+    """The length range (QVH_LENGTH_RANGES but "full": short, middle, long) of a window of ``length`` s, (min, max]."""
     return next((n for n, b in QVH_LENGTH_RANGES.items() if b and b[0] < length <= b[1]), None)
 
 
@@ -95,11 +96,11 @@ def window_widths(records: list[dict], gt: list[dict]) -> dict[str, float | None
     ratios: dict[str, list[float]] = {}
     truth_ranges: list[str | None] = []
     for (start, end), best, iou in closest_windows(records, gt):
-        name = _length_range(end - start)
+        name = length_range(end - start)
         truth_ranges.append(name)
         if name and iou > 0:
             ratios.setdefault(name, []).append((best[1] - best[0]) / (end - start))
-    submitted = [_length_range(e - s) for r in records for s, e in submitted_windows(r)]
+    submitted = [length_range(e - s) for r in records for s, e in submitted_windows(r)]
     share = lambda names, name: round(100.0 * names.count(name) / len(names), 2) if names else None  # noqa: E731
     out: dict[str, float | None] = {}
     for name in (n for n, b in QVH_LENGTH_RANGES.items() if b):
