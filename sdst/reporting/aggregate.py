@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from sdst.first_window import GROUPS, PREFIX as FIRST_PREFIX
-from sdst.metrics import QVH_LENGTH_RANGES
+from sdst.metrics import (QVH_LENGTH_RANGES, best_window_recall, distinct_windows, submitted_windows, temporal_iou,
+                          windows_found)
 from sdst.reporting.budget import run_budget
 
 BEST_WINDOW = "MR-best-window-R1@0.7"
@@ -48,7 +49,6 @@ def windows(run: str | Path, split: str, demo_spec: dict | None = None) -> tuple
     sdst.first_window.plans_for)."""
     from sdst.evaluate import load_jsonl  # validated: a bad line is named with its file and number
     from sdst.first_window import breakdown, group_sizes, plans_for
-    from sdst.metrics import best_window_recall, distinct_windows, windows_found
 
     pred = Path(run) / f"predictions_{split}.jsonl"
     gt_path = pred.with_name(pred.name + ".gt.jsonl")
@@ -71,8 +71,6 @@ def length_range(length: float) -> str | None:
 def closest_windows(records: list[dict], gt: list[dict]):
     """Per ground-truth window, in file order: (the window, the submitted window of its query that overlaps it most
     (highest IoU, ties to the one listed first) or None where the query has none, their IoU)."""
-    from sdst.metrics import submitted_windows, temporal_iou
-
     windows = {r["qid"]: submitted_windows(r) for r in records}
     for g in gt:
         truth = np.asarray(g["relevant_windows"], dtype=float).reshape(-1, 2)
@@ -91,8 +89,6 @@ def window_widths(records: list[dict], gt: list[dict]) -> dict[str, float | None
     windows where it is more than twice as long; ``MR-submitted-<range>``, the percent of all submitted windows whose
     length is in the range, and ``MR-submitted-ground-truth-<range>``, that of the ground-truth windows. None where a
     range has no window (2 dp)."""
-    from sdst.metrics import submitted_windows
-
     ratios: dict[str, list[float]] = {}
     truth_ranges: list[str | None] = []
     for (start, end), best, iou in closest_windows(records, gt):
