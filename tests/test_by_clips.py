@@ -1,0 +1,73 @@
+"""Moments by their length in clips (sdst.reporting.by_clips) against values worked out by hand, and
+bench/fit_by_length.py on a checkpoint: its rows are the fitted training queries and the reported split."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import torch
+
+from conftest import ROOT, make_synthetic_cache, synthetic_run
+from extract.annotations import load_annotations
+from sdst.checkpoint import save_checkpoint
+from sdst.data import holdout_split
+from sdst.infer import run_split
+from sdst.model import build_model
+from sdst.reporting.by_clips import found_by_clips, saliency_first
+
+GT = [{"qid": 1, "relevant_windows": [[0, 2], [10, 14]]},  # 1 clip and 2 clips (clip_len 2 s)
+      {"qid": 2, "relevant_windows": [[4, 6]]},
+      {"qid": 3, "relevant_windows": [[0, 10]]}]  # 5 clips; no record
+RECORDS = [{"qid": 1, "pred_relevant_windows": [[0, 2.4, 0.9], [20, 22, 0.5]],
+            # clips 0 (first window), 5-6 (second); clip 3 is the best clip outside both: 0.8
+            "pred_saliency_scores": [0.9, 0.1, 0.2, 0.8, 0.1, 0.5, 0.7, 0.0, 0.0, 0.0]},
+           {"qid": 2, "pred_relevant_windows": [[4, 7, 0.9]],
+            "pred_saliency_scores": [0.1, 0.1, 0.3, 0.3, 0.0]}]  # clip 2 ties clip 3, outside
+
+
+def test_found_by_clips_by_hand():
+    # [0, 2] vs [0, 2.4]: IoU 2 / 2.4 = 0.83, found; [4, 6] vs [4, 7]: 2 / 3 = 0.67, not; [10, 14]: nothing overlaps
+    assert found_by_clips(RECORDS, GT, 2.0) == {1: (50.0, 2), 2: (0.0, 1), 5: (0.0, 1)}
+    assert found_by_clips(RECORDS, GT, 2.0, threshold=0.6) == {1: (100.0, 2), 2: (0.0, 1), 5: (0.0, 1)}
+    assert found_by_clips(RECORDS, GT, 1.0) == {2: (50.0, 2), 4: (0.0, 1), 10: (0.0, 1)}  # lengths in 1-s clips
+
+
+def test_saliency_first_by_hand():
+    # q1: 0.9 (clip 0) > 0.8, first; 0.7 (clips 5-6) < 0.8, not; q2: 0.3 ties 0.3, not; q3 has no record
+    assert saliency_first(RECORDS, GT, 2.0) == {1: (50.0, 2), 2: (0.0, 1), 5: (0.0, 1)}
+    # a clip is the window's when more than half of it is: [3.2, 6] owns clip 2 only, clip 1 stays outside (0.1)
+    gt = [{"qid": 2, "relevant_windows": [[3.2, 6]]}]
+    assert saliency_first(RECORDS, gt, 2.0) == {1: (0.0, 1)}  # 0.3 ties clip 3
+    assert saliency_first([{**RECORDS[1], "pred_saliency_scores": [0.1, 0.5, 0.3, 0.2, 0.0]}], gt, 2.0) == \
+        {1: (0.0, 1)}  # clip 1 (0.5, outside) beats clip 2
+    assert saliency_first([{**RECORDS[1], "pred_saliency_scores": [0.1, 0.2, 0.3, 0.2, 0.0]}], gt, 2.0) == \
+        {1: (100.0, 1)}
+
+
+def test_fit_by_length_reads_the_fitted_training_queries_and_the_reported_split(tmp_path):
+    cache = make_synthetic_cache(tmp_path / "cache", n_train=12, n_val=4)
+    run_cfg = synthetic_run(cache["annotations"])
+    torch.manual_seed(0)
+    model = build_model("sdst", run_cfg["model"]["params"], 24, 20, 4)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "checkpoint_best.pt", {"run": run_cfg, "model": model.state_dict(),
+                                                 "dims": {"video": 24, "text": 20, "layers": 4, "extraction": None}})
+    run_split(str(run / "checkpoint_best.pt"), cache["summary"], "val", str(run / "predictions_val.jsonl"), "cpu")
+    proc = subprocess.run([sys.executable, "bench/fit_by_length.py", str(run), "--features", cache["summary"],
+                           "--max-clips", "8"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found, first = proc.stdout.split("saliency first")
+    train = load_annotations(cache["annotations"]["train"])
+    fitted, held = holdout_split(train, 0.25)
+    assert fitted and held  # the held-out selection queries are left out, and there are some
+    for table in (found, first):
+        row = next(line for line in table.splitlines() if "train (fitted)" in line)
+        assert sum(int(c.split("(")[1].strip().rstrip(")")) for c in row.split("|")[2:-1] if c.strip()) == len(fitted)
+    read = lambda p: [json.loads(x) for x in open(p)]  # noqa: E731
+    val = found_by_clips(read(run / "predictions_val.jsonl"), read(run / "predictions_val.jsonl.gt.jsonl"), 2.0)
+    row = next(line for line in found.splitlines() if line.startswith(f"| {run} val"))
+    assert [c.strip() for c in row.split("|")[2:-1]] == [f"{val[n][0]:.1f} ({val[n][1]})" if n in val else ""
+                                                         for n in range(1, 9)]
