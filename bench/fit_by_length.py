@@ -7,11 +7,13 @@ For each run, predicts the queries it was trained on (its train split without th
 sdst.data.split_queries, with ``checkpoint_best.pt``; ``python -m sdst.infer`` underneath) and reads its
 ``predictions_<split>.jsonl``. Prints per ground-truth length in clips (sdst.reporting.by_clips), on both:
 - found: the percent of windows one of the query's submitted windows reaches at IoU >= 0.7;
-- saliency first: the percent whose best clip outscores every clip outside the query's ground truth.
+- saliency first: the percent whose best clip outscores every clip outside the query's ground truth;
+- for SDST-family runs, found at each refinement level on the training queries (sdst.levels.level_records: each
+  level's windows, from the outputs its auxiliary losses train).
 A length a run misses on its training queries too is one it does not fit (not one it fails to generalise to);
 where its saliency has the moment and its windows miss it, the loss is in how the windows are predicted.
-Run from the workflow's root (the run's annotation paths are relative to it). Inference only: about a second
-per run on one core for demo_hard.
+Run from the workflow's root (the run's annotation paths are relative to it). Inference only: a few seconds per
+run on one core for demo_hard.
 """
 
 from __future__ import annotations
@@ -24,26 +26,31 @@ import sys as _sys
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
 
 import argparse
-import tempfile
 from pathlib import Path
 
-from sdst.checkpoint import load_checkpoint
-from sdst.data import split_queries
+from sdst.checkpoint import model_from_checkpoint
+from sdst.config import ranks_by_actionness
+from sdst.data import FeatureDataset, cache_info, query_record, split_queries
 from sdst.evaluate import load_jsonl
-from sdst.infer import run_split
+from sdst.infer import predict_records
+from sdst.levels import level_records
 from sdst.reporting.by_clips import found_by_clips, saliency_first
 
 
-def training_predictions(run: Path, features: str, device: str) -> tuple[list[dict], list[dict], float]:
-    """(records, ground truth) of the queries the run was fitted on, and the dataset's clip length."""
-    data = load_checkpoint(run / "checkpoint_best.pt")["run"]["data"]
-    fitted = {q.qid for q in split_queries(data)["train"]}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "train.jsonl"
-        run_split(str(run / "checkpoint_best.pt"), features, data["splits"]["train"], str(out), device)
-        records, gt = load_jsonl(out, "submission"), load_jsonl(f"{out}.gt.jsonl", "gt")
-    keep = lambda rows: [r for r in rows if r["qid"] in fitted]  # noqa: E731
-    return keep(records), keep(gt), float(data["clip_len"])
+def training_predictions(run: Path, features: str, device: str):
+    """(records, ground truth) of the queries the run was fitted on, the records of each refinement level (SDST
+    family; [] for the others) and the dataset's clip length."""
+    model, run_cfg, _ = model_from_checkpoint(run / "checkpoint_best.pt")
+    data, train = run_cfg["data"], run_cfg["train"]
+    info = cache_info(features)
+    ds = FeatureDataset(split_queries(data)["train"], info.store, data["clip_len"], data["saliency"], min_clips=0,
+                        failed=info.failed, failed_queries=info.failed_queries)
+    args = (model, ds, data["clip_len"], train["eval_batch_size"], device, train["nms_sigma"])
+    if run_cfg["model"]["arch"] == "sdst":
+        levels, records = level_records(*args, use_actionness=ranks_by_actionness(train))
+    else:
+        levels, records = [], predict_records(*args, train["amp"], use_actionness=ranks_by_actionness(train))
+    return records, [query_record(q) for q in ds.items], levels, float(data["clip_len"])
 
 
 def row(name: str, table: dict[int, tuple[float, int]], max_clips: int) -> str:
@@ -60,16 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     head = " | ".join(f"{n} clip{'s' if n > 1 else ''}" for n in range(1, args.max_clips + 1))
-    tables = {"found at IoU 0.7, % (windows)": [], "saliency first, % (windows)": []}
+    tables = {"found at IoU 0.7, % (windows)": [], "saliency first, % (windows)": [],
+              "found at IoU 0.7 by refinement level (SDST family), train (fitted), % (windows)": []}
     for run in map(Path, args.runs):
-        records, gt, clip_len = training_predictions(run, args.features, args.device)
+        records, gt, levels, clip_len = training_predictions(run, args.features, args.device)
+        for i, level in enumerate(levels):
+            tables[list(tables)[2]].append(row(f"{run} level {i + 1}", found_by_clips(level, gt, clip_len),
+                                               args.max_clips))
         pred = run / f"predictions_{args.split}.jsonl"
         shown = {"train (fitted)": (records, gt), args.split: (load_jsonl(pred, "submission"),
                                                                  load_jsonl(f"{pred}.gt.jsonl", "gt"))}
         for part, (rec, truth) in shown.items():
-            for (title, rows), fn in zip(tables.items(), (found_by_clips, saliency_first)):
+            for rows, fn in zip(tables.values(), (found_by_clips, saliency_first)):
                 rows.append(row(f"{run} {part}", fn(rec, truth, clip_len), args.max_clips))
     for title, rows in tables.items():
+        if not rows:
+            continue
         print(f"\n{title}\n\n| run | {head} |\n|---|" + "---:|" * args.max_clips)
         print("\n".join(rows))
     return 0

@@ -1,5 +1,6 @@
 """Moments by their length in clips (sdst.reporting.by_clips) against values worked out by hand, and
-bench/fit_by_length.py on a checkpoint: its rows are the fitted training queries and the reported split."""
+bench/fit_by_length.py on a checkpoint: its rows are the fitted training queries, the reported split and each
+refinement level."""
 
 from __future__ import annotations
 
@@ -59,13 +60,19 @@ def test_fit_by_length_reads_the_fitted_training_queries_and_the_reported_split(
     proc = subprocess.run([sys.executable, "bench/fit_by_length.py", str(run), "--features", cache["summary"],
                            "--max-clips", "8"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    found, first = proc.stdout.split("saliency first")
+    found, rest = proc.stdout.split("saliency first")
+    first, by_level = rest.split("by refinement level")
     train = load_annotations(cache["annotations"]["train"])
     fitted, held = holdout_split(train, 0.25)
     assert fitted and held  # the held-out selection queries are left out, and there are some
     for table in (found, first):
         row = next(line for line in table.splitlines() if "train (fitted)" in line)
         assert sum(int(c.split("(")[1].strip().rstrip(")")) for c in row.split("|")[2:-1] if c.strip()) == len(fitted)
+    # one row per refinement level; the last level's windows are the model's (ranked otherwise: the same ones found)
+    levels = [line for line in by_level.splitlines() if line.startswith(f"| {run} level")]
+    assert [line.split(" | ")[0] for line in levels] == [f"| {run} level {i}" for i in (1, 2, 3, 4)]
+    fitted_row = next(line for line in found.splitlines() if "train (fitted)" in line)
+    assert levels[-1].split(" | ")[1:] == fitted_row.split(" | ")[1:]
     read = lambda p: [json.loads(x) for x in open(p)]  # noqa: E731
     val = found_by_clips(read(run / "predictions_val.jsonl"), read(run / "predictions_val.jsonl.gt.jsonl"), 2.0)
     row = next(line for line in found.splitlines() if line.startswith(f"| {run} val"))
