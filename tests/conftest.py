@@ -156,6 +156,24 @@ def synthetic_run(ann: dict, epochs=3, **train):
     return resolve_run(config, "syn", "sdst", seed=0)
 
 
+def synthetic_checkpoint(path, run_cfg: dict, prepare=None):
+    """An untrained model of ``run_cfg`` (the synthetic cache's dims: video 24, text 20, 4 layers), seeded, saved
+    as a checkpoint at ``path``; ``prepare(model)`` may set weights first. Returns the model."""
+    import torch
+
+    from sdst.checkpoint import save_checkpoint
+    from sdst.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(run_cfg["model"]["arch"], run_cfg["model"]["params"], 24, 20, 4)
+    if prepare:
+        with torch.no_grad():
+            prepare(model)
+    save_checkpoint(path, {"run": run_cfg, "dims": {"video": 24, "text": 20, "layers": 4, "extraction": None},
+                           "model": model.state_dict()})
+    return model
+
+
 def fit_one_batch(model, criterion, batch, steps=60, lr=1e-3):
     """Train `model` on one fixed batch; returns the loss per step and the last step's loss terms."""
     import torch

@@ -8,14 +8,10 @@ import json
 import subprocess
 import sys
 
-import torch
-
-from conftest import ROOT, make_synthetic_cache, synthetic_run
+from conftest import ROOT, make_synthetic_cache, synthetic_checkpoint, synthetic_run
 from extract.annotations import load_annotations
-from sdst.checkpoint import save_checkpoint
 from sdst.data import holdout_split
 from sdst.infer import run_split
-from sdst.model import build_model
 from sdst.reporting.by_clips import found_by_clips, saliency_first
 
 GT = [{"qid": 1, "relevant_windows": [[0, 2], [10, 14]]},  # 1 clip and 2 clips (clip_len 2 s)
@@ -50,12 +46,9 @@ def test_saliency_first_by_hand():
 def test_fit_by_length_reads_the_fitted_training_queries_and_the_reported_split(tmp_path):
     cache = make_synthetic_cache(tmp_path / "cache", n_train=12, n_val=4)
     run_cfg = synthetic_run(cache["annotations"])
-    torch.manual_seed(0)
-    model = build_model("sdst", run_cfg["model"]["params"], 24, 20, 4)
     run = tmp_path / "run"
     run.mkdir()
-    save_checkpoint(run / "checkpoint_best.pt", {"run": run_cfg, "model": model.state_dict(),
-                                                 "dims": {"video": 24, "text": 20, "layers": 4, "extraction": None}})
+    synthetic_checkpoint(run / "checkpoint_best.pt", run_cfg)
     run_split(str(run / "checkpoint_best.pt"), cache["summary"], "val", str(run / "predictions_val.jsonl"), "cpu")
     proc = subprocess.run([sys.executable, "bench/fit_by_length.py", str(run), "--features", cache["summary"],
                            "--max-clips", "8"], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, make_synthetic_cache, synthetic_run
+from conftest import ROOT, make_synthetic_cache, synthetic_checkpoint, synthetic_run
 from sdst.checkpoint import save_checkpoint
 from sdst.diagnose import OffsetRecorder, features_summary, run, summarise
 from sdst.model import build_model
@@ -29,16 +29,17 @@ def _known_model(tmp_path, sparse_attention="rdsa"):
     cache = make_synthetic_cache(tmp_path / "cache", n_train=4, n_val=6, layers=4)
     run_cfg = synthetic_run(cache["annotations"])
     run_cfg["model"]["params"].update(deform_points=2, sparse_attention=sparse_attention)
-    dims = {"video": 24, "text": 20, "layers": 4, "extraction": None}
-    model = build_model("sdst", run_cfg["model"]["params"], 24, 20, 4)
-    with torch.no_grad():
+
+
+    def known_offsets(model):
         for m in OffsetRecorder(model).modules:
             m.offsets.weight.zero_()
             m.offsets.bias.copy_(torch.tensor(DELTA).reshape(-1))
             m.weights.weight.zero_()
             m.weights.bias.copy_(torch.tensor(LOGITS).reshape(-1))
+
     ckpt = tmp_path / "checkpoint_best.pt"
-    save_checkpoint(ckpt, {"run": run_cfg, "dims": dims, "model": model.state_dict()})
+    synthetic_checkpoint(ckpt, run_cfg, known_offsets)
     return ckpt, cache
 
 

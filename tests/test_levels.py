@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from conftest import ROOT, make_synthetic_cache, synthetic_run
+from conftest import ROOT, make_synthetic_cache, synthetic_checkpoint, synthetic_run
 from extract.annotations import load_annotations
 from sdst.checkpoint import save_checkpoint
 from sdst.data import FeatureDataset, cache_info
@@ -56,11 +56,8 @@ def test_each_level_is_read_from_its_own_outputs_and_ranked_by_p(tmp_path):
 def test_the_output_row_is_what_inference_and_the_evaluator_give_the_checkpoint(tmp_path):
     cache = make_synthetic_cache(tmp_path / "cache", n_train=4, n_val=6)
     run_cfg = synthetic_run(cache["annotations"])
-    torch.manual_seed(0)
-    model = build_model("sdst", run_cfg["model"]["params"], 24, 20, 4)
     ckpt = tmp_path / "checkpoint_best.pt"
-    save_checkpoint(ckpt, {"run": run_cfg, "dims": {"video": 24, "text": 20, "layers": 4, "extraction": None},
-                           "model": model.state_dict()})
+    model = synthetic_checkpoint(ckpt, run_cfg)
     result = run(str(ckpt), "val", tmp_path / "out", features=cache["summary"])
     assert [lvl["cache_layer"] for lvl in result["levels"]] == [-4, -3, -2, -1] and result["queries"] == 6
     run_split(str(ckpt), cache["summary"], "val", str(tmp_path / "pred.jsonl"), device="cpu")
