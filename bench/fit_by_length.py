@@ -67,24 +67,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     head = " | ".join(f"{n} clip{'s' if n > 1 else ''}" for n in range(1, args.max_clips + 1))
-    tables = {"found at IoU 0.7, % (windows)": [], "saliency first, % (windows)": [],
-              "found at IoU 0.7 by refinement level (SDST family), train (fitted), % (windows)": []}
+    found, first, by_level = [], [], []
     for run in map(Path, args.runs):
         records, gt, levels, clip_len = training_predictions(run, args.features, args.device)
-        for i, level in enumerate(levels):
-            tables[list(tables)[2]].append(row(f"{run} level {i + 1}", found_by_clips(level, gt, clip_len),
-                                               args.max_clips))
         pred = run / f"predictions_{args.split}.jsonl"
         shown = {"train (fitted)": (records, gt), args.split: (load_jsonl(pred, "submission"),
                                                                  load_jsonl(f"{pred}.gt.jsonl", "gt"))}
         for part, (rec, truth) in shown.items():
-            for rows, fn in zip(tables.values(), (found_by_clips, saliency_first)):
-                rows.append(row(f"{run} {part}", fn(rec, truth, clip_len), args.max_clips))
+            found.append(row(f"{run} {part}", found_by_clips(rec, truth, clip_len), args.max_clips))
+            first.append(row(f"{run} {part}", saliency_first(rec, truth, clip_len), args.max_clips))
+        by_level += [row(f"{run} level {i + 1}", found_by_clips(level, gt, clip_len), args.max_clips)
+                     for i, level in enumerate(levels)]
+    tables = {"found at IoU 0.7, % (windows)": found, "saliency first, % (windows)": first,
+              "found at IoU 0.7 by refinement level (SDST family), train (fitted), % (windows)": by_level}
     for title, rows in tables.items():
-        if not rows:
-            continue
-        print(f"\n{title}\n\n| run | {head} |\n|---|" + "---:|" * args.max_clips)
-        print("\n".join(rows))
+        if rows:
+            print(f"\n{title}\n\n| run | {head} |\n|---|" + "---:|" * args.max_clips)
+            print("\n".join(rows))
     return 0
 
 
