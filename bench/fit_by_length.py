@@ -9,7 +9,8 @@ sdst.data.split_queries, with ``checkpoint_best.pt``; ``python -m sdst.infer`` u
 - found: the percent of windows one of the query's submitted windows reaches at IoU >= 0.7;
 - saliency first: the percent whose best clip outscores every clip outside the query's ground truth;
 - for SDST-family runs, found at each refinement level on the training queries (sdst.levels.level_records: each
-  level's windows, from the outputs its auxiliary losses train).
+  level's windows, from the outputs its auxiliary losses train), and how the width of the decoder query closest to
+  each moment (its last-level window overlapping the moment most) goes from its reference R^0 through the levels.
 A length a run misses on its training queries too is one it does not fit (not one it fails to generalise to);
 where its saliency has the moment and its windows miss it, the loss is in how the windows are predicted.
 Run from the workflow's root (the run's annotation paths are relative to it). Inference only: a few seconds per
@@ -28,6 +29,8 @@ _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.d
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from sdst.checkpoint import model_from_checkpoint
 from sdst.config import ranks_by_actionness
 from sdst.data import FeatureDataset, cache_info, query_record, split_queries
@@ -37,20 +40,48 @@ from sdst.levels import level_records
 from sdst.reporting.by_clips import found_by_clips, saliency_first
 
 
-def training_predictions(run: Path, features: str, device: str):
-    """(records, ground truth) of the queries the run was fitted on, the records of each refinement level (SDST
-    family; [] for the others) and the dataset's clip length."""
+def fitted(run: Path, features: str, device: str) -> dict:
+    """What the run does on the queries it was fitted on: its records and their ground truth, the records of each
+    refinement level and the width trajectories (SDST family; empty for the others), and the clip length."""
     model, run_cfg, _ = model_from_checkpoint(run / "checkpoint_best.pt")
     data, train = run_cfg["data"], run_cfg["train"]
     info = cache_info(features)
     ds = FeatureDataset(split_queries(data)["train"], info.store, data["clip_len"], data["saliency"], min_clips=0,
                         failed=info.failed, failed_queries=info.failed_queries)
     args = (model, ds, data["clip_len"], train["eval_batch_size"], device, train["nms_sigma"])
+    out = {"gt": [query_record(q) for q in ds.items], "clip_len": float(data["clip_len"]), "levels": [],
+           "widths": {}}
     if run_cfg["model"]["arch"] == "sdst":
-        levels, records = level_records(*args, use_actionness=ranks_by_actionness(train))
+        out["levels"], out["records"] = level_records(*args, use_actionness=ranks_by_actionness(train))
+        out["widths"] = width_trajectories(model, ds, train["eval_batch_size"], device)
     else:
-        levels, records = [], predict_records(*args, train["amp"], use_actionness=ranks_by_actionness(train))
-    return records, [query_record(q) for q in ds.items], levels, float(data["clip_len"])
+        out["records"] = predict_records(*args, train["amp"], use_actionness=ranks_by_actionness(train))
+    return out
+
+
+def width_trajectories(model, ds, batch_size: int, device: str) -> dict[int, list[list[float]]]:
+    """{clips: one row per ground-truth window of that length, [R^0, level 1, ..., level K]}: the width, in clips,
+    of the decoder query whose last-level window overlaps the window most, at every step."""
+    import torch
+
+    from sdst.data import batch_to, collate
+    from sdst.model.spans import span_cw_to_se, temporal_iou
+
+    rows: dict[int, list[list[float]]] = {}
+    model = model.to(device).eval()
+    with torch.no_grad():
+        for batch in torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate):
+            batch = batch_to(batch, device)
+            out = model(batch["video"], batch["video_mask"], batch["text"], batch["text_mask"])
+            widths = torch.stack([model.r0.sigmoid()[:, 1].expand_as(out["pred_spans"][..., 1]),
+                                  *(lvl["pred_spans"][..., 1] for lvl in out["aux_outputs"]),
+                                  out["pred_spans"][..., 1]], -1)  # (B, M, K + 1)
+            for i, (truth, meta) in enumerate(zip(batch["spans"], batch["meta"])):
+                closest = temporal_iou(span_cw_to_se(truth), span_cw_to_se(out["pred_spans"][i])).argmax(1)
+                for width, q in zip(truth[:, 1].tolist(), closest.tolist()):
+                    rows.setdefault(round(width * meta["n_clips"]), []).append(
+                        (widths[i, q] * meta["n_clips"]).tolist())
+    return rows
 
 
 def row(name: str, table: dict[int, tuple[float, int]], max_clips: int) -> str:
@@ -67,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     head = " | ".join(f"{n} clip{'s' if n > 1 else ''}" for n in range(1, args.max_clips + 1))
-    found, first, by_level = [], [], []
+    found, first, by_level, widths = [], [], [], []
     for run in map(Path, args.runs):
-        records, gt, levels, clip_len = training_predictions(run, args.features, args.device)
+        fit = fitted(run, args.features, args.device)
+        records, gt, levels, clip_len = fit["records"], fit["gt"], fit["levels"], fit["clip_len"]
         pred = run / f"predictions_{args.split}.jsonl"
         shown = {"train (fitted)": (records, gt), args.split: (load_jsonl(pred, "submission"),
                                                                  load_jsonl(f"{pred}.gt.jsonl", "gt"))}
@@ -78,12 +110,18 @@ def main(argv: list[str] | None = None) -> int:
             first.append(row(f"{run} {part}", saliency_first(rec, truth, clip_len), args.max_clips))
         by_level += [row(f"{run} level {i + 1}", found_by_clips(level, gt, clip_len), args.max_clips)
                      for i, level in enumerate(levels)]
+        widths += [f"| {run} | {n} | {len(w)} | " + " / ".join(f"{x:.2f}" for x in np.median(w, 0)) + " |"
+                   for n, w in sorted(fit["widths"].items()) if n <= args.max_clips]
     tables = {"found at IoU 0.7, % (windows)": found, "saliency first, % (windows)": first,
               "found at IoU 0.7 by refinement level (SDST family), train (fitted), % (windows)": by_level}
     for title, rows in tables.items():
         if rows:
             print(f"\n{title}\n\n| run | {head} |\n|---|" + "---:|" * args.max_clips)
             print("\n".join(rows))
+    if widths:
+        print("\nwidth in clips of the decoder query closest to each moment, train (fitted), median\n\n"
+              "| run | moment (clips) | windows | R^0 / level 1 / ... / level K |\n|---|---:|---:|---|")
+        print("\n".join(widths))
     return 0
 
 

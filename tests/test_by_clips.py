@@ -1,6 +1,6 @@
 """Moments by their length in clips (sdst.reporting.by_clips) against values worked out by hand, and
 bench/fit_by_length.py on a checkpoint: its rows are the fitted training queries, the reported split and each
-refinement level."""
+refinement level, and the widths of the decoder queries closest to the moments."""
 
 from __future__ import annotations
 
@@ -66,6 +66,11 @@ def test_fit_by_length_reads_the_fitted_training_queries_and_the_reported_split(
     assert [line.split(" | ")[0] for line in levels] == [f"| {run} level {i}" for i in (1, 2, 3, 4)]
     fitted_row = next(line for line in found.splitlines() if "train (fitted)" in line)
     assert levels[-1].split(" | ")[1:] == fitted_row.split(" | ")[1:]
+    # the width trajectories: R^0 and the 4 levels, one row per moment length, the windows of the fitted queries
+    widths = proc.stdout.split("closest to each moment")[1].splitlines()
+    widths = [line for line in widths if line.startswith(f"| {run}")]
+    assert sum(int(line.split(" | ")[2]) for line in widths) == len(fitted)
+    assert all(len(line.split(" | ")[3].split(" / ")) == 5 for line in widths)
     read = lambda p: [json.loads(x) for x in open(p)]  # noqa: E731
     val = found_by_clips(read(run / "predictions_val.jsonl"), read(run / "predictions_val.jsonl.gt.jsonl"), 2.0)
     row = next(line for line in found.splitlines() if line.startswith(f"| {run} val"))
