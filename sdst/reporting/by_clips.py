@@ -51,10 +51,7 @@ def saliency_first(records: list[dict], gt: list[dict], clip_len: float) -> dict
     for g in gt:
         r = by_qid.get(g["qid"])
         truth = _windows(g)
-        if r is None:
-            scores = np.zeros(0)
-        else:
-            scores = np.asarray(r["pred_saliency_scores"], dtype=float)
+        scores = np.asarray(r["pred_saliency_scores"] if r else [], dtype=float)
         clips = np.arange(len(scores)) * clip_len
         overlap = np.clip(np.minimum(clips[None] + clip_len, truth[:, 1:]) - np.maximum(clips[None], truth[:, :1]),
                           0, None)
