@@ -37,6 +37,7 @@ wildcard_constraints:
 
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/records.smk"
 include: "workflow/rules/significance.smk"
 
 

@@ -12,9 +12,16 @@ file kept. What is kept:
   (``mismatch``); any difference (configuration, budget rule, code, features) trains the run, so an archive is
   never read stale;
 - a run still training: its ``checkpoint_last.pt``. ``unpack`` puts it back in the run folder, where the train
-  job resumes from it after its own checks (sdst.train.resume_state: same configuration, code and features).
+  job resumes from it after its own checks (sdst.train.resume_state: same configuration, code and features);
+- a finished run's record without its weights (``save --outputs``, kind ``outputs``): what the workflow reads from
+  the run after training (``PIECES``: its log and summary, its predictions, its levels and offsets diagnostics), a
+  few hundred kB, small enough to keep in git (config ``run_records``). Each piece also records the fingerprint of
+  the code that made it; the rules ``restore_record_*`` take a piece instead of running its job when the run's
+  identity and that fingerprint are the job's. Without weights nothing else can be made from it (examples,
+  another split): those jobs train the run.
 
     python -m sdst.archive save results/demo_hard/*/seed* --to bench/runs
+    python -m sdst.archive save results/demo_hard/*/seed* --to bench/records --outputs
     python -m sdst.archive unpack bench/runs --results results
     python -m sdst.archive list bench/runs
 """
@@ -31,6 +38,7 @@ from pathlib import Path
 
 from extract.cli import exits_on_bad_input
 from extract.sources import whole_hash as sha256  # of every byte
+from sdst.sketch import features_close, features_sketch
 
 # what a finished run keeps; restored, they give the train rule's outputs (TRAIN_OUTPUTS: curves.png is drawn again)
 FINISHED = ("checkpoint_best.pt", "train_log.csv", "train_summary.json")
@@ -38,6 +46,33 @@ TRAIN_OUTPUTS = (*FINISHED, "curves.png")
 PARTIAL = ("checkpoint_last.pt",)
 RECORD = "run.json"
 LOG = "train.log"  # a finished entry's: the lines the run printed (its checkpoint_last.pt keeps them), shown on restore
+# what a weight-free record keeps, piece by piece, with the module whose code made the piece (its fingerprint is kept)
+PIECES = {
+    "train": ("sdst.train", ("train_log.csv", "train_summary.json")),
+    "levels": ("sdst.levels", ("diagnose/levels.json",)),
+    "offsets": ("sdst.diagnose", ("diagnose/offsets.json", "diagnose/offsets.png")),
+}
+PREDICTIONS = ("", ".gt.jsonl", ".info.json")
+# a record's sketch of the features its run was trained on (features_sketch), so that another machine's extraction of
+# the same inputs, which differs from this one's in the last bits (another features digest), is recognised as such
+SKETCH = "features.json"  # predictions_{split}.jsonl and the two files sdst.infer writes beside
+
+
+def piece(name: str) -> tuple[str, tuple[str, ...]]:
+    """(module, files) of one piece of a weight-free record: a key of PIECES or ``predictions_{split}``."""
+    if name.startswith("predictions_"):
+        return "sdst.infer", tuple(f"{name}.jsonl{x}" for x in PREDICTIONS)
+    if name not in PIECES:
+        raise ValueError(f"unknown record piece '{name}' (one of {', '.join(PIECES)}, predictions_<split>)")
+    return PIECES[name]
+
+
+def piece_code(module: str, arch: str) -> str:
+    """The fingerprint the workflow gives a job running ``module`` for a model of ``arch`` (its ``arch_code``)."""
+    from extract.imports import fingerprint
+    from sdst.config import PROJECT_ROOT, code_files
+
+    return fingerprint(code_files([module], arch), PROJECT_ROOT)
 
 
 def machine() -> dict:
@@ -86,25 +121,54 @@ def finished(run_dir: Path, state: dict) -> bool:
             and summary.get("best_epoch") == state["best"]["epoch"])
 
 
-def save(run_dir: str | Path, archive: str | Path) -> tuple[Path, str]:
-    """Archive one run folder: (its archive folder, "finished" or "partial"). The entry is written beside and
-    renamed into place, so an interrupted save leaves the previous entry (or none), never half of one."""
+def _record_files(run_dir: Path) -> dict[str, list[str]]:
+    """The pieces a finished run folder holds (a weight-free record's files), by piece name."""
+    found = {}
+    for name in (*PIECES, *sorted(p.name[:-len(".jsonl")] for p in run_dir.glob("predictions_*.jsonl"))):
+        files = piece(name)[1]
+        if all((run_dir / f).is_file() for f in files):
+            found[name] = list(files)
+    return found
+
+
+def save(run_dir: str | Path, archive: str | Path, outputs: bool = False,
+         features: str | Path | None = None) -> tuple[Path, str]:
+    """Archive one run folder: (its archive folder, "finished", "partial" or "outputs"). The entry is written
+    beside and renamed into place, so an interrupted save leaves the previous entry (or none), never half of one.
+    ``features``: the extraction summary the run was trained on; a record keeps its sketch (features_sketch)."""
     run_dir = Path(run_dir)
     state = _state(run_dir)
     run = state["run"]
     dest = Path(archive, run["data"]["name"], run["model"]["name"], f"seed{run['seed']}")
     kind = "finished" if finished(run_dir, state) else "partial"
-    files = FINISHED if kind == "finished" else PARTIAL
+    extra = {}
+    if outputs:
+        if kind != "finished":
+            raise ValueError(f"{run_dir}: the run has not finished; only a finished run's outputs are recorded")
+        pieces = _record_files(run_dir)
+        kind, files = "outputs", [f for names in pieces.values() for f in names]
+        extra["pieces"] = {name: piece_code(piece(name)[0], run["model"]["arch"]) for name in pieces}
+        if features is not None:
+            digest = json.loads(Path(features).read_text()).get("features_digest")
+            if digest != state.get("features"):
+                raise ValueError(f"{features}: features digest {digest}, but {run_dir} was trained on "
+                                 f"{state.get('features')}; name the summary of the features it was trained on")
+    else:
+        files = FINISHED if kind == "finished" else PARTIAL
     tmp = dest.with_name(dest.name + ".saving")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in files:
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run_dir / name, tmp / name)
-    if kind == "finished":
+    if kind != "partial":
         (tmp / LOG).write_text("".join(f"{line}\n" for line in state.get("log", [])))
         files = (*files, LOG)
+    if kind == "outputs" and features is not None:
+        (tmp / SKETCH).write_text(json.dumps(features_sketch(features), separators=(",", ":")) + "\n")
+        files = (*files, SKETCH)
     record = {"identity": identity(run, state["code"], state.get("features")), "kind": kind,
-              "epochs_trained": len(state["history"]), "best_epoch": state["best"]["epoch"],
+              "epochs_trained": len(state["history"]), "best_epoch": state["best"]["epoch"], **extra,
               "files": {name: sha256(tmp / name) for name in files}, "machine": machine()}
     (tmp / RECORD).write_text(json.dumps(record, indent=1) + "\n")
     old = dest.with_name(dest.name + ".old")
@@ -126,8 +190,12 @@ def record(entry: str | Path) -> dict:
     return rec
 
 
-def mismatch(entry: str | Path, ident: dict) -> str | None:
-    """Why the archived finished run in ``entry`` cannot stand for a run of identity ``ident`` (None: it can)."""
+def mismatch(entry: str | Path, ident: dict, piece_name: str | None = None, code: str | None = None,
+             sketch=None) -> str | None:
+    """Why the archived finished run in ``entry`` cannot stand for a run of identity ``ident`` (None: it can); with
+    ``piece_name``, why the entry's record of that piece (made by code of fingerprint ``code``) cannot stand for the
+    job that makes it. ``sketch``: a function giving this machine's features_sketch, asked for only when a record
+    with a sketch differs in the features digest alone; sketches within SKETCH_RTOL are the same features."""
     entry = Path(entry)
     if not (entry / RECORD).is_file():
         return "not archived"
@@ -135,11 +203,33 @@ def mismatch(entry: str | Path, ident: dict) -> str | None:
         rec = record(entry)
     except ValueError as err:  # a damaged record costs this run its restore, not the whole workflow
         return str(err)
-    if rec["kind"] != "finished":
-        return f"archived unfinished ({rec['epochs_trained']} epochs): unpack it to resume"
+    if piece_name is None and rec["kind"] != "finished":
+        return (f"archived unfinished ({rec['epochs_trained']} epochs): unpack it to resume" if rec["kind"] == "partial"
+                else "recorded without weights")
+    if piece_name is not None and rec["kind"] != "outputs":
+        return "not a weight-free record"
     differ = [k for k in ("run", "code", "features") if rec["identity"].get(k) != ident[k]]
+    if differ == ["features"] and sketch is not None and same_features(entry, rec, sketch):
+        differ = []
     names = {"run": "run configuration", "code": "code", "features": "features"}
-    return f"archived with another {' and '.join(names[k] for k in differ)}" if differ else None
+    if differ:
+        return f"archived with another {' and '.join(names[k] for k in differ)}"
+    if piece_name is not None and piece_name not in rec.get("pieces", {}):
+        return f"recorded without {piece_name}"
+    if piece_name is not None and rec["pieces"][piece_name] != code:
+        return f"{piece_name} recorded with another code"
+    return None
+
+
+def same_features(entry: Path, rec: dict, sketch) -> bool:
+    """Whether the record's sketch of its features and this machine's (``sketch()``) are of the same features."""
+    if SKETCH not in rec["files"]:
+        return False
+    try:
+        _check(entry, [SKETCH], rec)
+    except ValueError:
+        return False
+    return features_close(json.loads((entry / SKETCH).read_text()), sketch())
 
 
 def _check(entry: Path, names, rec: dict) -> None:
@@ -156,9 +246,9 @@ def _copy_checked(entry: Path, names, out: Path, rec: dict) -> None:
     """Copy the entry's files into ``out``, each checked first (_check); each file lands whole (temporary name,
     then rename)."""
     _check(entry, names, rec)
-    out.mkdir(parents=True, exist_ok=True)
     for name in names:
-        tmp = out / f".{name}.restoring"
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        tmp = (out / name).with_name(f".{Path(name).name}.restoring")
         shutil.copyfile(entry / name, tmp)
         os.replace(tmp, out / name)
 
@@ -179,21 +269,26 @@ def read_log(path: Path) -> list[dict]:
         return [{k: None if v == "" else _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
-def restore(entry: str | Path, out: str | Path) -> str:
-    """A finished run's train outputs from the archive into its run folder (rule restore_run); its curves.png is
-    drawn again from train_log.csv as sdst.train draws it (not kept: it is a third of an entry's size). Returns
-    what the run printed while it trained (empty for an entry saved without it), which the CLI prints, so that the
-    rule's log, the train job's log otherwise, tells the run's history."""
-    from sdst.checkpoint import load_checkpoint
+def restore(entry: str | Path, out: str | Path, piece_name: str | None = None) -> str:
+    """A finished run's train outputs from the archive into its run folder (rule restore_run), or with
+    ``piece_name`` one piece of a weight-free record (rules restore_record_*). curves.png is drawn again from
+    train_log.csv as sdst.train draws it (not kept: it is a third of an entry's size). Returns what the run printed
+    while it trained (for the train outputs; empty for an entry saved without it), which the CLI prints, so that
+    the rule's log, the train job's log otherwise, tells the run's history."""
     from sdst.reporting.plots import plot_curves
 
     entry, out = Path(entry), Path(out)
     rec = record(entry)
-    if rec["kind"] != "finished":
+    if piece_name is None and rec["kind"] != "finished":
         raise ValueError(f"{entry / RECORD}: the archived run is unfinished; `python -m sdst.archive unpack` "
-                         "lets its train job resume")
-    _copy_checked(entry, FINISHED, out, rec)
-    run = load_checkpoint(out / "checkpoint_best.pt")["run"]
+                         "lets its train job resume" if rec["kind"] == "partial" else
+                         f"{entry / RECORD}: the run is recorded without its weights (restore one piece of it)")
+    if piece_name is not None and rec["kind"] != "outputs":
+        raise ValueError(f"{entry / RECORD}: not a weight-free record (python -m sdst.archive save --outputs)")
+    _copy_checked(entry, FINISHED if piece_name is None else piece(piece_name)[1], out, rec)
+    if piece_name not in (None, "train"):
+        return ""
+    run = json.loads(rec["identity"]["run"])
     tmp = out / ".curves.restoring.png"
     plot_curves(read_log(out / "train_log.csv"), tmp,
                 title=f"{run['model']['name']} on {run['data']['name']}, seed {run['seed']}",
@@ -240,10 +335,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("save", help="archive run folders (finished: train outputs; unfinished: checkpoint_last.pt)")
     s.add_argument("runs", nargs="+", help="run folders, results/<dataset>/<model>/seed<n>")
-    s.add_argument("--to", required=True, help="archive folder (config.yaml run_archive)")
+    s.add_argument("--to", required=True,
+                   help="archive folder (config.yaml run_archive, or run_records with --outputs)")
+    s.add_argument("--outputs", action="store_true",
+                   help="record a finished run's outputs without its weights (PIECES; small enough for git)")
+    s.add_argument("--features", help="with --outputs: the extraction summary the runs were trained on; the record "
+                                      "keeps a sketch of those features, to recognise another machine's extraction")
     r = sub.add_parser("restore", help="a finished run's train outputs into its run folder (rule restore_run)")
     r.add_argument("entry", help="archive entry, ARCHIVE/<dataset>/<model>/seed<n>")
     r.add_argument("--out", required=True, help="run folder")
+    r.add_argument("--piece", help="one piece of a weight-free record (rules restore_record_*)")
     u = sub.add_parser("unpack", help="unfinished runs back into their run folders, to resume")
     u.add_argument("archive")
     u.add_argument("--results", default="results")
@@ -257,15 +358,16 @@ def main(argv: list[str] | None = None) -> int:
         rc = 0
         for run_dir in args.runs:  # one bad folder (a run that never started) loses none of the others
             try:
-                dest, kind = save(run_dir, args.to)
+                dest, kind = save(run_dir, args.to, outputs=args.outputs, features=args.features)
                 print(f"{run_dir} -> {dest} ({kind})")
             except (ValueError, OSError) as err:
                 print(f"error: {err}", file=sys.stderr)
                 rc = 2
         return rc
     if args.command == "restore":
-        print(restore(args.entry, args.out), end="")
-        print(f"restored from the run archive: {args.entry} -> {args.out}")
+        print(restore(args.entry, args.out, args.piece), end="")
+        what = f"{args.piece} " if args.piece else ""
+        print(f"restored {what}from the run archive: {args.entry} -> {args.out}")
     else:
         for out in unpack(args.archive, args.results):
             print(f"resumable: {out}/checkpoint_last.pt")

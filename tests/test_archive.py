@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from conftest import make_synthetic_cache, snakemake, synthetic_run
-from sdst.archive import FINISHED, TRAIN_OUTPUTS, identity, main, mismatch, record, restore, save, unpack
+from sdst.archive import (FINISHED, TRAIN_OUTPUTS, identity, main, mismatch, piece_code, record, restore, save,
+                          unpack)
 from sdst.train import code_version, train
 
 
@@ -152,3 +153,114 @@ def test_the_workflow_restores_an_archived_run_instead_of_training_it_unless_it_
            "training the run instead" in said
     assert "rule train:" in said and "rule restore_run:" not in said, said[-3000:]
     assert json.loads((here / run / "metrics_val.json").read_text())  # the restored run's files are still there
+
+
+def _with_outputs(out, where):
+    """A copy of the trained run folder with the files the workflow writes after training (their content does not
+    matter to the archive): predictions on val with the two files beside them, and the levels diagnostic."""
+    shutil.copytree(out, where)
+    for name in ("predictions_val.jsonl", "predictions_val.jsonl.gt.jsonl", "predictions_val.jsonl.info.json"):
+        (where / name).write_text(f'{{"made by": "{name}"}}\n')
+    (where / "diagnose").mkdir()
+    (where / "diagnose" / "levels.json").write_text('{"levels": []}\n')
+    return where
+
+
+def test_a_weight_free_record_keeps_what_the_workflow_reads_and_restores_it_piece_by_piece(trained, tmp_path, capsys):
+    syn, run, out = trained
+    folder = _with_outputs(out, tmp_path / "run")
+    entry, kind = save(folder, tmp_path / "records", outputs=True)
+    assert kind == "outputs"
+    kept = sorted(str(p.relative_to(entry)) for p in entry.rglob("*") if p.is_file())
+    assert kept == sorted(["run.json", "train.log", "train_log.csv", "train_summary.json", "predictions_val.jsonl",
+                           "predictions_val.jsonl.gt.jsonl", "predictions_val.jsonl.info.json",
+                           "diagnose/levels.json"])  # no weights
+    rec = record(entry)
+    arch = run["model"]["arch"]
+    assert rec["pieces"] == {"train": code_version(arch), "levels": piece_code("sdst.levels", arch),
+                             "predictions_val": piece_code("sdst.infer", arch)}
+    assert rec["identity"] == identity(run, code_version(arch), None)
+
+    capsys.readouterr()
+    assert main(["restore", str(entry), "--piece", "train", "--out", str(tmp_path / "restored")]) == 0
+    lines = torch.load(out / "checkpoint_last.pt", weights_only=False)["log"]
+    assert capsys.readouterr().out.splitlines() == [
+        *lines, f"restored train from the run archive: {entry} -> {tmp_path / 'restored'}"]
+    restore(entry, tmp_path / "restored", "predictions_val")
+    restore(entry, tmp_path / "restored", "levels")
+    for name in (*TRAIN_OUTPUTS[1:], "predictions_val.jsonl", "predictions_val.jsonl.info.json",
+                 "diagnose/levels.json"):  # the curves drawn again are the trained run's, byte for byte
+        assert (tmp_path / "restored" / name).read_bytes() == (folder / name).read_bytes(), name
+    assert not (tmp_path / "restored" / "checkpoint_best.pt").exists()
+    assert not list((tmp_path / "restored").rglob(".*"))  # no temporary files left behind
+    with pytest.raises(ValueError, match="recorded without its weights"):
+        restore(entry, tmp_path / "elsewhere")
+
+
+def test_a_recorded_piece_stands_only_for_the_same_run_and_the_same_code(trained, tmp_path):
+    syn, run, out = trained
+    entry, _ = save(_with_outputs(out, tmp_path / "run"), tmp_path / "records", outputs=True)
+    same = identity(run, code_version("sdst"), None)
+    infer = piece_code("sdst.infer", run["model"]["arch"])
+    assert mismatch(entry, same, "predictions_val", infer) is None
+    assert mismatch(entry, same, "predictions_val", "0" * 16) == "predictions_val recorded with another code"
+    assert mismatch(entry, same, "predictions_test", infer) == "recorded without predictions_test"
+    assert mismatch(entry, same, "offsets", piece_code("sdst.diagnose", "sdst")) == "recorded without offsets"
+    assert mismatch(entry, {**same, "features": "ab12"}, "predictions_val", infer) == "archived with another features"
+    assert mismatch(entry, same) == "recorded without weights"  # never restored as a trained run (restore_run)
+    assert mismatch(save(out, tmp_path / "archive")[0], same, "train", code_version("sdst")) == \
+        "not a weight-free record"
+    (entry / "predictions_val.jsonl").write_text("{}\n")
+    with pytest.raises(ValueError, match="predictions_val.jsonl: missing or damaged"):
+        restore(entry, tmp_path / "restored", "predictions_val")
+    with pytest.raises(ValueError, match="unknown record piece 'weights'"):
+        restore(entry, tmp_path / "restored", "weights")
+
+
+def test_only_a_finished_run_is_recorded(trained, tmp_path):
+    syn, run, out = trained
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copy(out / "checkpoint_last.pt", cut)
+    with pytest.raises(ValueError, match=f"{cut}: the run has not finished"):
+        save(cut, tmp_path / "records", outputs=True)
+    assert not (tmp_path / "records").exists()
+
+
+def test_the_workflow_builds_a_models_results_from_weight_free_records_without_training(demo_workflow, tmp_path):
+    """On a machine with the features but without the runs, the demo's SDST results (both seeds' metrics, their
+    aggregate, the offsets figure) come from the runs' records (rules restore_record_*), equal to the trained
+    ones; with another learning rate in config.yaml the records are passed over, saying why, and the runs train."""
+    proj, work = demo_workflow
+    here = tmp_path / "work"
+    here.mkdir()
+    for name in ("resources", "cache"):
+        shutil.copytree(work / name, here / name, symlinks=True)
+    records = tmp_path / "records"
+    runs = [f"results/demo/sdst/seed{s}" for s in (0, 1)]
+    assert main(["save", *(str(work / r) for r in runs), "--to", str(records), "--outputs"]) == 0
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    cfg["run_archive"], cfg["run_records"] = None, str(records)
+    (here / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    targets = ["results/demo/sdst/metrics.json", f"{runs[0]}/diagnose/offsets.png"]
+    done = snakemake(proj, here, "--cores", "2", *targets)
+    said = done.stdout + done.stderr
+    for rule in ("restore_record_train", "restore_record_predictions", "restore_record_offsets"):
+        assert f"rule {rule}:" in said, said[-3000:]
+    for rule in ("train", "predict", "diagnose_offsets", "extract_shard"):
+        assert f"rule {rule}:" not in said, said[-3000:]
+    for name in ("metrics_val.json", "predictions_val.jsonl", "diagnose/offsets.png", "diagnose/offsets.json",
+                 *TRAIN_OUTPUTS[1:]):
+        assert (here / runs[0] / name).read_bytes() == (work / runs[0] / name).read_bytes(), name
+    made = json.loads((here / targets[0]).read_text())["metrics"]
+    assert made == json.loads((work / targets[0]).read_text())["metrics"]
+    assert snakemake(proj, here, "-n", *targets).stdout.count("rule ") == 0  # nothing left to do
+
+    cfg["train"]["datasets"]["demo"]["lr"] = 1e-4
+    (here / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    dry = snakemake(proj, here, "-n", *targets)
+    said = dry.stdout + dry.stderr
+    assert f"run archive: {records / 'demo' / 'sdst' / 'seed0'}: archived with another run configuration; " \
+           "running the jobs it stands for instead" in said
+    assert "rule train:" in said and "rule restore_record_" not in said, said[-3000:]

@@ -304,24 +304,85 @@ def run_config(wc):
 _ARCHIVE_SAID = set()
 
 
+def run_identity_of(wc):
+    """A training job's identity as sdst.archive records it: the train rule's params (run configuration, training
+    code, features)."""
+    return {"run": run_config(wc), "code": arch_code("sdst.train")(wc), "features": features_digest(wc)}
+
+
+def _say_once(entry, why, instead):
+    if (str(entry), why) not in _ARCHIVE_SAID:
+        _ARCHIVE_SAID.add((str(entry), why))
+        print(f"run archive: {entry}: {why}; {instead}", file=sys.stderr)
+
+
 def archived_run(wc):
     """What restore_run copies: the run archive's entry for this run (config `run_archive`, sdst.archive) when it
-    holds a finished run of this job's identity (the train rule's params: run configuration, training code,
-    features; the record is read first, so a run nobody archived never asks for the features digest); otherwise a
-    path nothing makes, so that the run is trained instead (ruleorder restore_run > train)."""
+    holds a finished run of this job's identity (the record is read first, so a run nobody archived never asks for
+    the features digest); otherwise a path nothing makes, so that the run is trained instead (ruleorder
+    restore_run > train)."""
     from sdst.archive import FINISHED, RECORD, mismatch
 
     entry = Path(config.get("run_archive") or "no-run-archive", wc.dataset, wc.model, f"seed{wc.seed}")
     if not (entry / RECORD).is_file():
         return [str(entry / "not-archived")]
-    ident = {"run": run_config(wc), "code": arch_code("sdst.train")(wc), "features": features_digest(wc)}
-    why = mismatch(entry, ident)
+    why = mismatch(entry, run_identity_of(wc))
     if why:
-        if str(entry) not in _ARCHIVE_SAID:
-            _ARCHIVE_SAID.add(str(entry))
-            print(f"run archive: {entry}: {why}; training the run instead", file=sys.stderr)
+        _say_once(entry, why, "training the run instead")
         return [str(entry / "not-this-run")]
     return [str(entry / f) for f in (RECORD, *FINISHED)]
+
+
+def recorded_piece(name):
+    """Input of a restore_record_* rule: one piece of the run's weight-free record (config `run_records`, sdst.archive
+    save --outputs; `name` may hold {split}) when the record is of this job's run and the piece was made by the code
+    the job would run; otherwise a path nothing makes, so that the piece's own job runs (and, needing the weights,
+    trains the run)."""
+    return lambda wc: _recorded_piece(name.format(**dict(wc.items())), wc)
+
+
+RUN_DIR = "results/{dataset}/{model}/seed{seed}"  # one run's folder (records.smk)
+
+
+def record_entry(wc, input):
+    """The archive entry a restore_record_* job reads (the folder of its first input)."""
+    return str(Path(input[0]).parent)
+
+
+def run_folder(wc):
+    """The run folder a restore_record_* job writes into."""
+    return RUN_DIR.format(**dict(wc.items()))
+
+
+def _recorded_piece(name, wc):
+    from sdst.archive import RECORD, mismatch, piece, record
+
+    entry = Path(config.get("run_records") or "no-run-records", wc.dataset, wc.model, f"seed{wc.seed}")
+    if not (entry / RECORD).is_file():
+        return [str(entry / "not-recorded")]
+    code_of, files = piece(name)
+    ident = run_identity_of(wc)
+    why = mismatch(entry, ident, name, arch_code(code_of)(wc), sketch=lambda: features_sketch_of(wc.dataset))
+    if why:
+        _say_once(entry, why, "running the jobs it stands for instead")
+        return [str(entry / f"not-this-{name}")]
+    if record(entry)["identity"]["features"] != ident["features"]:
+        _say_once(entry, "trained on another machine's extraction of these features (their sketches agree, "
+                  "sdst.sketch)", "restoring it")
+    return [str(entry / f) for f in (RECORD, *files)]
+
+
+_SKETCHES = {}
+
+
+def features_sketch_of(ds):
+    """This machine's sketch of a dataset's features (sdst.sketch), made once per workflow run, and only when a run
+    record of them differs in the features digest alone."""
+    if ds not in _SKETCHES:
+        from sdst.sketch import features_sketch
+
+        _SKETCHES[ds] = features_sketch(Path(xdir(ds), "summary.json"))
+    return _SKETCHES[ds]
 
 
 def train_runtime(key):
