@@ -52,10 +52,10 @@ PIECES = {
     "levels": ("sdst.levels", ("diagnose/levels.json",)),
     "offsets": ("sdst.diagnose", ("diagnose/offsets.json", "diagnose/offsets.png")),
 }
-PREDICTIONS = ("", ".gt.jsonl", ".info.json")
-# a record's sketch of the features its run was trained on (features_sketch), so that another machine's extraction of
-# the same inputs, which differs from this one's in the last bits (another features digest), is recognised as such
-SKETCH = "features.json"  # predictions_{split}.jsonl and the two files sdst.infer writes beside
+PREDICTIONS = ("", ".gt.jsonl", ".info.json")  # predictions_{split}.jsonl and the two files sdst.infer writes beside
+# a record's sketch of the features its run was trained on (sdst.sketch), so that another machine's extraction of the
+# same inputs, which differs slightly from this one's (another features digest), is recognised as such
+SKETCH = "features.json"
 
 
 def piece(name: str) -> tuple[str, tuple[str, ...]]:

@@ -35,10 +35,12 @@ def rewritten(summary: str, root, change) -> str:
     return str(out)
 
 
-def last_bits(group, key, x):
-    """What another machine's arithmetic does: each value off by a few units in its last place (float32)."""
-    rng = np.random.default_rng(abs(hash((group, key))) % 2 ** 32)
-    return (x * (1 + rng.integers(-4, 5, size=x.shape) * np.finfo(np.float32).eps)).astype(np.float32)
+def another_extraction(group, key, x):
+    """What another order of float additions did to demo_hard's features (README "Configuration and re-runs": 1e-8
+    of the RMS on average, at most 7.2e-4): each value moved by 1e-6 of its layer's RMS on average."""
+    rng = np.random.default_rng(len(key) + sum(map(ord, key)))
+    rms = np.sqrt((x.astype(np.float64) ** 2).mean(axis=(1, 2), keepdims=True))
+    return (x + rng.normal(size=x.shape) * 1.25e-6 * rms).astype(np.float32)
 
 
 def test_the_sketch_holds_each_items_mean_and_rms_per_layer(cache):
@@ -53,7 +55,7 @@ def test_the_sketch_holds_each_items_mean_and_rms_per_layer(cache):
 
 def test_another_extraction_of_the_same_features_is_close_and_other_features_are_not(cache, tmp_path):
     sketch = features_sketch(cache["summary"])
-    assert features_close(sketch, features_sketch(rewritten(cache["summary"], tmp_path / "a", last_bits)))
+    assert features_close(sketch, features_sketch(rewritten(cache["summary"], tmp_path / "a", another_extraction)))
 
     def one_video_replaced(group, key, x):
         return x[:, ::-1].copy() * 1.5 if key == "train003" else x
@@ -81,7 +83,7 @@ def test_a_record_stands_for_the_run_on_another_machines_extraction_only(cache, 
     here = identity(run, code_version("sdst"), "another digest")
     code = code_version(run["model"]["arch"])
     assert piece_code("sdst.train", run["model"]["arch"]) == code
-    same = rewritten(cache["summary"], tmp_path / "same", last_bits)
+    same = rewritten(cache["summary"], tmp_path / "same", another_extraction)
     assert mismatch(entry, here, "train", code, sketch=lambda: features_sketch(same)) is None
     other = rewritten(cache["summary"], tmp_path / "other", lambda g, k, x: x * np.float32(1.01))
     assert mismatch(entry, here, "train", code, sketch=lambda: features_sketch(other)) == \
