@@ -367,8 +367,8 @@ def _recorded_piece(name, wc):
         _say_once(entry, why, "running the jobs it stands for instead")
         return [str(entry / f"not-this-{name}")]
     if record(entry)["identity"]["features"] != ident["features"]:
-        _say_once(entry, "trained on another machine's extraction of these features (their sketches agree, "
-                  "sdst.sketch)", "restoring it")
+        why = "trained on another machine's extraction of these features (their sketches agree, sdst.sketch)"
+        _say_once(entry, why, "restoring it")
     return [str(entry / f) for f in (RECORD, *files)]
 
 

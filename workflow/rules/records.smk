@@ -4,6 +4,7 @@
 # git, so a comparison trained over several machines keeps its finished runs. A job that needs the weights (another
 # split, the example figures) trains the run.
 
+
 localrules:
     restore_record_train,
     restore_record_predictions,
