@@ -318,13 +318,19 @@ def unpack(archive: str | Path, results: str | Path) -> list[Path]:
 
 
 def listing(archive: str | Path) -> list[str]:
-    """One line per entry: dataset, model, seed, finished or not, epochs trained, best epoch."""
+    """One line per entry: dataset, model, seed, its kind, epochs trained, best epoch; and what is damaged, if a
+    file's sha256 differs from its record's."""
     lines = []
     for path in sorted(Path(archive).glob(f"*/*/seed*/{RECORD}")):
         rec = record(path.parent)
         dataset, model, seed = path.parent.parts[-3:]
+        try:
+            _check(path.parent, rec["files"], rec)
+            damage = ""
+        except ValueError as err:
+            damage = f"; DAMAGED: {err}"
         lines.append(f"{dataset} {model} {seed}: {rec['kind']}, {rec['epochs_trained']} epochs, best "
-                     f"{rec['best_epoch']}")
+                     f"{rec['best_epoch']}{damage}")
     return lines
 
 
@@ -348,12 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     u = sub.add_parser("unpack", help="unfinished runs back into their run folders, to resume")
     u.add_argument("archive")
     u.add_argument("--results", default="results")
-    ls = sub.add_parser("list", help="what the archive holds, one run per line")
+    ls = sub.add_parser("list", help="what the archive holds, one run per line, each file checked (exit 2: damaged)")
     ls.add_argument("archive")
     args = p.parse_args(argv)
     if args.command == "list":
-        print("\n".join(listing(args.archive)))
-        return 0
+        lines = listing(args.archive)
+        print("\n".join(lines))
+        return 2 if any("; DAMAGED: " in line for line in lines) else 0
     if args.command == "save":
         rc = 0
         for run_dir in args.runs:  # one bad folder (a run that never started) loses none of the others

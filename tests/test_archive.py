@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import make_synthetic_cache, snakemake, synthetic_run
-from sdst.archive import (FINISHED, TRAIN_OUTPUTS, identity, main, mismatch, piece_code, record, restore, save,
-                          unpack)
+from conftest import ROOT, make_synthetic_cache, snakemake, synthetic_run
+from sdst.archive import (FINISHED, TRAIN_OUTPUTS, identity, listing, main, mismatch, piece_code, record, restore,
+                          save, unpack)
 from sdst.train import code_version, train
 
 
@@ -121,6 +121,15 @@ def test_save_goes_on_past_a_folder_that_is_not_a_run(trained, tmp_path, capsys)
     assert "(finished)" in said.out and (tmp_path / "archive" / "syn" / "sdst" / "seed0" / "run.json").is_file()
     assert main(["list", str(tmp_path / "archive")]) == 0
     assert capsys.readouterr().out == "syn sdst seed0: finished, 2 epochs, best 2\n"
+    (tmp_path / "archive" / "syn" / "sdst" / "seed0" / "train_summary.json").write_text("{}")
+    assert main(["list", str(tmp_path / "archive")]) == 2
+    assert capsys.readouterr().out.startswith("syn sdst seed0: finished, 2 epochs, best 2; DAMAGED: ")
+
+
+def test_the_run_records_kept_in_git_are_whole():
+    """bench/records (config run_records): every entry a weight-free record of a finished run, every file as saved."""
+    lines = listing(ROOT / "bench" / "records")
+    assert all(": outputs, " in line and "DAMAGED" not in line for line in lines), lines
 
 
 def test_the_workflow_restores_an_archived_run_instead_of_training_it_unless_it_is_stale(demo_workflow, tmp_path):
