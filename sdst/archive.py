@@ -318,8 +318,8 @@ def unpack(archive: str | Path, results: str | Path) -> list[Path]:
 
 
 def listing(archive: str | Path) -> list[str]:
-    """One line per entry: dataset, model, seed, its kind, epochs trained, best epoch; and what is damaged, if a
-    file's sha256 differs from its record's."""
+    """One line per entry: dataset, model, seed, its kind, epochs trained, best epoch, the features digest it was
+    trained on; and what is damaged, if a file's sha256 differs from its record's."""
     lines = []
     for path in sorted(Path(archive).glob(f"*/*/seed*/{RECORD}")):
         rec = record(path.parent)
@@ -329,8 +329,9 @@ def listing(archive: str | Path) -> list[str]:
             damage = ""
         except ValueError as err:
             damage = f"; DAMAGED: {err}"
+        features = rec["identity"].get("features")  # which extraction it was trained on (None: a synthetic store)
         lines.append(f"{dataset} {model} {seed}: {rec['kind']}, {rec['epochs_trained']} epochs, best "
-                     f"{rec['best_epoch']}{damage}")
+                     f"{rec['best_epoch']}{f', features {features}' if features else ''}{damage}")
     return lines
 
 
