@@ -20,6 +20,7 @@ from extract.cache import canonical_json, identity_hash  # noqa: E402
 from extract.identity import FEATURE_KEYS, check_layers, extraction_identity  # noqa: E402
 from extract.importer import import_identity  # noqa: E402
 from sdst.config import check_layers_held, dataset_seeds, resolve_run, run_identity, train_setting  # noqa: E402
+from sdst import variants  # noqa: E402
 from sdst.reporting.paper import run_protocol  # noqa: E402
 
 CACHE = config["extract"]["cache_dir"]
@@ -406,13 +407,7 @@ def run_dirs(wc):
 def has_offsets(ds, model):
     """Whether a variant reads the video through deformable attention (RDSA or deformable CA), i.e. has the
     offsets of the paper's Fig. 4 (sdst.diagnose)."""
-    run = resolve_run(config, ds, model, 0)["model"]
-    params = run["params"]
-    return (
-        run["arch"] == "sdst"
-        and params["sparse_attention"] in ("rdsa", "deformable_ca")
-        and "deform" in params["sparse_order"]
-    )
+    return variants.has_offsets(resolve_run(config, ds, model, 0)["model"])
 
 
 def offsets_figure(ds, model, seed=None):
@@ -433,7 +428,7 @@ def diagnose_checkpoint(wc):
 
 def has_levels(ds, model):
     """Whether a variant is SDST-family (arch sdst: K refinement levels, each with its own moments; sdst.levels)."""
-    return resolve_run(config, ds, model, 0)["model"]["arch"] == "sdst"
+    return variants.has_levels(resolve_run(config, ds, model, 0)["model"])
 
 
 def levels_json(ds, model, seed):
