@@ -16,8 +16,9 @@ file kept. What is kept:
 - a finished run's record without its weights (``save --outputs``, kind ``outputs``): what the workflow reads from
   the run after training (``PIECES``: its log and summary, its predictions, its levels and offsets diagnostics), a
   few hundred kB, small enough to keep in git (config ``run_records``). Each piece also records the fingerprint of
-  the code that made it; the rules ``restore_record_*`` take a piece instead of running its job when the run's
-  identity and that fingerprint are the job's. Without weights nothing else can be made from it (examples,
+  the code that made it (read from the checkout that saves it: save from the checkout that made the run); the rules
+  ``restore_record_*`` take a piece instead of running its job when the run's identity and that fingerprint are the
+  job's. Without weights nothing else can be made from it (examples,
   another split): those jobs train the run.
 
     python -m sdst.archive save results/demo_hard/*/seed* --to bench/runs
