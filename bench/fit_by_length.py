@@ -10,7 +10,9 @@ sdst.data.split_queries, with ``checkpoint_best.pt``; ``python -m sdst.infer`` u
 - saliency first: the percent whose best clip outscores every clip outside the query's ground truth;
 - for SDST-family runs, found at each refinement level on the training queries (sdst.levels.level_records: each
   level's windows, from the outputs its auxiliary losses train), and how the width of the decoder query closest to
-  each moment (its last-level window overlapping the moment most) goes from its reference R^0 through the levels.
+  each moment (its last-level window overlapping the moment most) goes from its reference R^0 through the levels;
+  and the query the Hungarian matcher assigns each moment at the last level (what its loss trains): its width,
+  its IoU with the moment, whether it is that closest query, and the rank of its score.
 A length a run misses on its training queries too is one it does not fit (not one it fails to generalise to);
 where its saliency has the moment and its windows miss it, the loss is in how the windows are predicted.
 Run from the workflow's root (the run's annotation paths are relative to it). Inference only: a few seconds per
@@ -50,24 +52,32 @@ def fitted(run: Path, features: str, device: str) -> dict:
                         failed=info.failed, failed_queries=info.failed_queries)
     args = (model, ds, data["clip_len"], train["eval_batch_size"], device, train["nms_sigma"])
     out = {"gt": [query_record(q) for q in ds.items], "clip_len": float(data["clip_len"]), "levels": [],
-           "widths": {}}
+           "widths": {}, "matched": {}}
     if run_cfg["model"]["arch"] == "sdst":
         out["levels"], out["records"] = level_records(*args, use_actionness=ranks_by_actionness(train))
-        out["widths"] = width_trajectories(model, ds, train["eval_batch_size"], device)
+        out["widths"], out["matched"] = width_trajectories(model, ds, train["eval_batch_size"], device,
+                                                           train.get("matcher", {}))
     else:
         out["records"] = predict_records(*args, train["amp"], use_actionness=ranks_by_actionness(train))
     return out
 
 
-def width_trajectories(model, ds, batch_size: int, device: str) -> dict[int, list[list[float]]]:
-    """{clips: one row per ground-truth window of that length, [R^0, level 1, ..., level K]}: the width, in clips,
-    of the decoder query whose last-level window overlaps the window most, at every step."""
+def width_trajectories(model, ds, batch_size: int, device: str, matcher: dict) -> tuple[dict, dict]:
+    """Per ground-truth length in clips, one row per window of that length:
+    - widths: [R^0, level 1, ..., level K], the width in clips of the decoder query whose last-level window overlaps
+      the window most, at every step;
+    - matched: [width in clips, IoU, 1 if it is that closest query, rank of its score among the M queries (1:
+      highest)] of the query the Hungarian matcher assigns the window at the last level, with the run's matcher
+      costs (sdst.matcher; the assignment the last level's loss trains)."""
     import torch
 
+    from sdst.config import MatcherConfig
     from sdst.data import batch_to, collate
+    from sdst.matcher import hungarian_match
     from sdst.model.spans import span_cw_to_se, temporal_iou
 
     rows: dict[int, list[list[float]]] = {}
+    matched: dict[int, list[list[float]]] = {}
     model = model.to(device).eval()
     with torch.no_grad():
         for batch in torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate):
@@ -76,12 +86,19 @@ def width_trajectories(model, ds, batch_size: int, device: str) -> dict[int, lis
             widths = torch.stack([model.r0.sigmoid()[:, 1].expand_as(out["pred_spans"][..., 1]),
                                   *(lvl["pred_spans"][..., 1] for lvl in out["aux_outputs"]),
                                   out["pred_spans"][..., 1]], -1)  # (B, M, K + 1)
+            pairs = hungarian_match(out["pred_logits"], out["pred_spans"], batch["spans"], MatcherConfig(**matcher))
+            ranks = out["pred_logits"].argsort(1, descending=True).argsort(1) + 1  # (B, M)
             for i, (truth, meta) in enumerate(zip(batch["spans"], batch["meta"])):
-                closest = temporal_iou(span_cw_to_se(truth), span_cw_to_se(out["pred_spans"][i])).argmax(1)
+                iou = temporal_iou(span_cw_to_se(truth), span_cw_to_se(out["pred_spans"][i]))  # (G, M)
+                closest = iou.argmax(1)
                 for width, q in zip(truth[:, 1].tolist(), closest.tolist()):
                     rows.setdefault(round(width * meta["n_clips"]), []).append(
                         (widths[i, q] * meta["n_clips"]).tolist())
-    return rows
+                for q, g in zip(*(t.tolist() for t in pairs[i])):
+                    matched.setdefault(round(truth[g, 1].item() * meta["n_clips"]), []).append(
+                        [widths[i, q, -1].item() * meta["n_clips"], iou[g, q].item(), float(q == closest[g].item()),
+                         float(ranks[i, q])])
+    return rows, matched
 
 
 def row(name: str, table: dict[int, tuple[float, int]], max_clips: int) -> str:
@@ -98,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     head = " | ".join(f"{n} clip{'s' if n > 1 else ''}" for n in range(1, args.max_clips + 1))
-    found, first, by_level, widths = [], [], [], []
+    found, first, by_level, widths, matched = [], [], [], [], []
     for run in map(Path, args.runs):
         fit = fitted(run, args.features, args.device)
         records, gt, levels, clip_len = fit["records"], fit["gt"], fit["levels"], fit["clip_len"]
@@ -112,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
                      for i, level in enumerate(levels)]
         widths += [f"| {run} | {n} | {len(w)} | " + " / ".join(f"{x:.2f}" for x in np.median(w, 0)) + " |"
                    for n, w in sorted(fit["widths"].items()) if n <= args.max_clips]
+        for n, m in sorted(fit["matched"].items()):
+            if n <= args.max_clips:
+                m = np.asarray(m)
+                matched.append(f"| {run} | {n} | {len(m)} | {np.median(m[:, 0]):.2f} | {np.median(m[:, 1]):.2f} | "
+                               f"{100 * m[:, 2].mean():.1f} | {np.median(m[:, 3]):.0f} |")
     tables = {"found at IoU 0.7, % (windows)": found, "saliency first, % (windows)": first,
               "found at IoU 0.7 by refinement level (SDST family), train (fitted), % (windows)": by_level}
     for title, rows in tables.items():
@@ -122,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\nwidth in clips of the decoder query closest to each moment, train (fitted), median\n\n"
               "| run | moment (clips) | windows | R^0 / level 1 / ... / level K |\n|---|---:|---:|---|")
         print("\n".join(widths))
+    if matched:
+        print("\nthe decoder query the matcher assigns each moment at the last level, train (fitted), median\n\n"
+              "| run | moment (clips) | windows | its width (clips) | its IoU | it is the closest query (%) | "
+              "its score rank |\n|---|---:|---:|---:|---:|---:|---:|")
+        print("\n".join(matched))
     return 0
 
 

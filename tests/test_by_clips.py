@@ -67,10 +67,14 @@ def test_fit_by_length_reads_the_fitted_training_queries_and_the_reported_split(
     fitted_row = next(line for line in found.splitlines() if "train (fitted)" in line)
     assert levels[-1].split(" | ")[1:] == fitted_row.split(" | ")[1:]
     # the width trajectories: R^0 and the 4 levels, one row per moment length, the windows of the fitted queries
-    widths = proc.stdout.split("closest to each moment")[1].splitlines()
-    widths = [line for line in widths if line.startswith(f"| {run}")]
+    widths, matched = proc.stdout.split("closest to each moment")[1].split("the matcher assigns")
+    widths = [line for line in widths.splitlines() if line.startswith(f"| {run}")]
     assert sum(int(line.split(" | ")[2]) for line in widths) == len(fitted)
     assert all(len(line.split(" | ")[3].split(" / ")) == 5 for line in widths)
+    # the matched queries: every window of the fitted queries is assigned one (6 queries, one window per query)
+    matched = [line.strip("| ").split(" | ") for line in matched.splitlines() if line.startswith(f"| {run}")]
+    assert sum(int(cells[2]) for cells in matched) == len(fitted)
+    assert all(0 <= float(c[4]) <= 1 and 0 <= float(c[5]) <= 100 and 1 <= int(c[6]) <= 6 for c in matched)
     read = lambda p: [json.loads(x) for x in open(p)]  # noqa: E731
     val = found_by_clips(read(run / "predictions_val.jsonl"), read(run / "predictions_val.jsonl.gt.jsonl"), 2.0)
     row = next(line for line in found.splitlines() if line.startswith(f"| {run} val"))
