@@ -79,8 +79,9 @@ def record_runs(config: dict, folder: str, to: Path) -> int:
             print(f"{run_dir}: left for later ({why})")
             left += 1
             continue
-        if (entry / RECORD).is_file() and record(entry)["identity"]["features"] == state.get("features") \
-                and record(entry)["epochs_trained"] == len(state["history"]):
+        kept_before = record(entry) if (entry / RECORD).is_file() else None
+        if kept_before and kept_before["identity"]["features"] == state.get("features") \
+                and kept_before["epochs_trained"] == len(state["history"]):
             continue  # recorded already
         features = summary_of(config, ds, state.get("features"))
         if features is None:

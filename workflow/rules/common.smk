@@ -373,17 +373,13 @@ def _recorded_piece(name, wc):
     return [str(entry / f) for f in (RECORD, *files)]
 
 
-_SKETCHES = {}
-
-
+@functools.cache
 def features_sketch_of(ds):
     """This machine's sketch of a dataset's features (sdst.sketch), made once per workflow run, and only when a run
     record of them differs in the features digest alone."""
-    if ds not in _SKETCHES:
-        from sdst.sketch import features_sketch
+    from sdst.sketch import features_sketch
 
-        _SKETCHES[ds] = features_sketch(Path(xdir(ds), "summary.json"))
-    return _SKETCHES[ds]
+    return features_sketch(Path(xdir(ds), "summary.json"))
 
 
 def train_runtime(key):
