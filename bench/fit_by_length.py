@@ -12,7 +12,11 @@ sdst.data.split_queries, with ``checkpoint_best.pt``; ``python -m sdst.infer`` u
   level's windows, from the outputs its auxiliary losses train), and how the width of the decoder query closest to
   each moment (its last-level window overlapping the moment most) goes from its reference R^0 through the levels;
   and the query the Hungarian matcher assigns each moment at the last level (what its loss trains): its width,
-  its IoU with the moment, whether it is that closest query, and the rank of its score.
+  its IoU with the moment, whether it is that closest query, the rank of its score, its centre error, how often it
+  misses the moment entirely (no IoU gradient there), and its mean IoU against the mean IoU it would have with the
+  moment's own width about the same centre (the IoU loss prefers the wider window where the first is higher); and
+  the same queries split by whether their centre is within half a clip of the moment's (with how often the dense
+  stream's saliency puts those moments first).
 A length a run misses on its training queries too is one it does not fit (not one it fails to generalise to);
 where its saliency has the moment and its windows miss it, the loss is in how the windows are predicted.
 Run from the workflow's root (the run's annotation paths are relative to it). Inference only: a few seconds per
@@ -67,8 +71,11 @@ def width_trajectories(model, ds, batch_size: int, device: str, matcher: dict) -
     - widths: [R^0, level 1, ..., level K], the width in clips of the decoder query whose last-level window overlaps
       the window most, at every step;
     - matched: [width in clips, IoU, 1 if it is that closest query, rank of its score among the M queries (1:
-      highest)] of the query the Hungarian matcher assigns the window at the last level, with the run's matcher
-      costs (sdst.matcher; the assignment the last level's loss trains)."""
+      highest), centre error in clips, the IoU it would have with the moment's width about its own centre, 1 if
+      the dense stream's saliency puts the moment first (as sdst.reporting.by_clips.saliency_first)] of the
+      query the Hungarian matcher assigns the window at the last level, with the run's matcher costs
+      (sdst.matcher; the assignment the last level's loss trains). The last two tell whether a wide window is what
+      the IoU loss (Eq. 19, a mean of 1 - IoU) prefers given where the query's centre is."""
     import torch
 
     from sdst.config import MatcherConfig
@@ -90,20 +97,44 @@ def width_trajectories(model, ds, batch_size: int, device: str, matcher: dict) -
             ranks = out["pred_logits"].argsort(1, descending=True).argsort(1) + 1  # (B, M)
             for i, (truth, meta) in enumerate(zip(batch["spans"], batch["meta"])):
                 iou = temporal_iou(span_cw_to_se(truth), span_cw_to_se(out["pred_spans"][i]))  # (G, M)
+                first = _saliency_first(out["saliency"][i, :meta["n_clips"]], span_cw_to_se(truth) * meta["n_clips"])
                 closest = iou.argmax(1)
                 for width, q in zip(truth[:, 1].tolist(), closest.tolist()):
                     rows.setdefault(round(width * meta["n_clips"]), []).append(
                         (widths[i, q] * meta["n_clips"]).tolist())
                 for q, g in zip(*(t.tolist() for t in pairs[i])):
+                    pred = out["pred_spans"][i, q]
+                    narrowed = torch.stack([pred[0], truth[g, 1]]).unsqueeze(0)  # its centre, the moment's width
                     matched.setdefault(round(truth[g, 1].item() * meta["n_clips"]), []).append(
                         [widths[i, q, -1].item() * meta["n_clips"], iou[g, q].item(), float(q == closest[g].item()),
-                         float(ranks[i, q])])
+                         float(ranks[i, q]), abs(pred[0] - truth[g, 0]).item() * meta["n_clips"],
+                         temporal_iou(span_cw_to_se(truth[g:g + 1]), span_cw_to_se(narrowed)).item(),
+                         float(first[g])])
     return rows, matched
+
+
+def _saliency_first(scores, windows):
+    """Per ground-truth window (start, end in clips): does its best clip outscore every clip outside the query's
+    windows? A clip is in a window when they overlap by more than half a clip (sdst.reporting.by_clips)."""
+    import torch
+
+    clips = torch.arange(len(scores), dtype=windows.dtype, device=windows.device)
+    inside = (torch.minimum(clips[None] + 1, windows[:, 1:]) - torch.maximum(clips[None], windows[:, :1])) > 0.5
+    outside = scores[~inside.any(0)]
+    best_out = outside.max() if len(outside) else scores.new_tensor(-float("inf"))
+    return [bool(own.any()) and bool(scores[own].max() > best_out) for own in inside]
 
 
 def row(name: str, table: dict[int, tuple[float, int]], max_clips: int) -> str:
     cells = [f"{table[n][0]:.1f} ({table[n][1]})" if n in table else "" for n in range(1, max_clips + 1)]
     return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def _by_centre(m: np.ndarray) -> str:
+    """Matched rows (width_trajectories' ``matched``) as 'windows | median width (clips) | mean IoU | saliency
+    first (%)'."""
+    return (f"{len(m)} | {np.median(m[:, 0]):.2f} | {m[:, 1].mean():.3f} | {100 * m[:, 6].mean():.1f}" if len(m)
+            else "0 | - | - | -")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     head = " | ".join(f"{n} clip{'s' if n > 1 else ''}" for n in range(1, args.max_clips + 1))
-    found, first, by_level, widths, matched = [], [], [], [], []
+    found, first, by_level, widths, matched, located = [], [], [], [], [], []
     for run in map(Path, args.runs):
         fit = fitted(run, args.features, args.device)
         records, gt, levels, clip_len = fit["records"], fit["gt"], fit["levels"], fit["clip_len"]
@@ -133,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             if n <= args.max_clips:
                 m = np.asarray(m)
                 matched.append(f"| {run} | {n} | {len(m)} | {np.median(m[:, 0]):.2f} | {np.median(m[:, 1]):.2f} | "
-                               f"{100 * m[:, 2].mean():.1f} | {np.median(m[:, 3]):.0f} |")
+                               f"{100 * m[:, 2].mean():.1f} | {np.median(m[:, 3]):.0f} | {np.median(m[:, 4]):.2f} | "
+                               f"{100 * (m[:, 1] == 0).mean():.1f} | {m[:, 1].mean():.3f} | {m[:, 5].mean():.3f} |")
+                near = m[:, 4] < 0.5
+                located.append(f"| {run} | {n} | {_by_centre(m[near])} | {_by_centre(m[~near])} |")
     tables = {"found at IoU 0.7, % (windows)": found, "saliency first, % (windows)": first,
               "found at IoU 0.7 by refinement level (SDST family), train (fitted), % (windows)": by_level}
     for title, rows in tables.items():
@@ -147,8 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     if matched:
         print("\nthe decoder query the matcher assigns each moment at the last level, train (fitted), median\n\n"
               "| run | moment (clips) | windows | its width (clips) | its IoU | it is the closest query (%) | "
-              "its score rank |\n|---|---:|---:|---:|---:|---:|---:|")
+              "its score rank | its centre error (clips) | no overlap (%) | mean IoU | mean IoU at the moment's "
+              "width, same centre |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         print("\n".join(matched))
+        print("\nthe same queries by where their centre is: within half a clip of the moment's, or farther\n\n"
+              "| run | moment (clips) | within: windows | its width (clips) | mean IoU | saliency first (%) | "
+              "farther: windows | its width (clips) | mean IoU | saliency first (%) |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("\n".join(located))
     return 0
 
 

@@ -43,6 +43,25 @@ def test_saliency_first_by_hand():
         {1: (100.0, 1)}
 
 
+def test_fit_by_length_saliency_first_is_by_clips_one():
+    # the bench's version on the model's tensors (windows in clips) against sdst.reporting.by_clips on records
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("fit_by_length", ROOT / "bench" / "fit_by_length.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for record, truth in ((RECORDS[0], GT[0]), (RECORDS[1], GT[1]), (RECORDS[1], {"qid": 2, "relevant_windows":
+                                                                                   [[3.2, 6]]})):
+        windows = torch.tensor(truth["relevant_windows"], dtype=torch.float64) / 2.0
+        got = bench._saliency_first(torch.tensor(record["pred_saliency_scores"], dtype=torch.float64), windows)
+        expected = saliency_first([record], [truth], 2.0)
+        assert sum(got) == sum(round(pct * n / 100) for pct, n in expected.values())
+    assert bench._saliency_first(torch.tensor(RECORDS[0]["pred_saliency_scores"]),
+                                 torch.tensor([[0.0, 1.0], [5.0, 7.0]])) == [True, False]
+
+
 def test_fit_by_length_reads_the_fitted_training_queries_and_the_reported_split(tmp_path):
     cache = make_synthetic_cache(tmp_path / "cache", n_train=12, n_val=4)
     run_cfg = synthetic_run(cache["annotations"])
@@ -53,7 +72,7 @@ def test_fit_by_length_reads_the_fitted_training_queries_and_the_reported_split(
     proc = subprocess.run([sys.executable, "bench/fit_by_length.py", str(run), "--features", cache["summary"],
                            "--max-clips", "8"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    found, rest = proc.stdout.split("saliency first")
+    found, rest = proc.stdout.split("saliency first, %", 1)
     first, by_level = rest.split("by refinement level")
     train = load_annotations(cache["annotations"]["train"])
     fitted, held = holdout_split(train, 0.25)
@@ -68,6 +87,7 @@ def test_fit_by_length_reads_the_fitted_training_queries_and_the_reported_split(
     assert levels[-1].split(" | ")[1:] == fitted_row.split(" | ")[1:]
     # the width trajectories: R^0 and the 4 levels, one row per moment length, the windows of the fitted queries
     widths, matched = proc.stdout.split("closest to each moment")[1].split("the matcher assigns")
+    matched, located = matched.split("by where their centre is")
     widths = [line for line in widths.splitlines() if line.startswith(f"| {run}")]
     assert sum(int(line.split(" | ")[2]) for line in widths) == len(fitted)
     assert all(len(line.split(" | ")[3].split(" / ")) == 5 for line in widths)
@@ -75,6 +95,18 @@ def test_fit_by_length_reads_the_fitted_training_queries_and_the_reported_split(
     matched = [line.strip("| ").split(" | ") for line in matched.splitlines() if line.startswith(f"| {run}")]
     assert sum(int(cells[2]) for cells in matched) == len(fitted)
     assert all(0 <= float(c[4]) <= 1 and 0 <= float(c[5]) <= 100 and 1 <= int(c[6]) <= 6 for c in matched)
+    assert all(float(c[7]) >= 0 and 0 <= float(c[8]) <= 100 and 0 <= float(c[9]) <= 1 and 0 <= float(c[10]) <= 1
+               for c in matched)
+    # split by the centre: the two parts are the matched windows of each length, and their saliency-first shares
+    # add up to the records' (the saliency the model outputs is what the records keep)
+    located = [line.strip("| ").split(" | ") for line in located.splitlines() if line.startswith(f"| {run}")]
+    assert [c[1] for c in located] == [c[1] for c in matched]
+    assert [int(c[2]) + int(c[6]) for c in located] == [int(c[2]) for c in matched]
+    first_row = [c.strip() for c in next(line for line in first.splitlines() if "train (fitted)" in line).split("|")]
+    for c in located:
+        n, near, far = int(c[1]), int(c[2]), int(c[6])
+        hits = (near * float(c[5]) if near else 0) + (far * float(c[9]) if far else 0)
+        assert abs(hits / (near + far) - float(first_row[1 + n].split(" (")[0])) < 0.15
     read = lambda p: [json.loads(x) for x in open(p)]  # noqa: E731
     val = found_by_clips(read(run / "predictions_val.jsonl"), read(run / "predictions_val.jsonl.gt.jsonl"), 2.0)
     row = next(line for line in found.splitlines() if line.startswith(f"| {run} val"))
