@@ -74,8 +74,8 @@ def width_trajectories(model, ds, batch_size: int, device: str, matcher: dict) -
       highest), centre error in clips, the IoU it would have with the moment's width about its own centre, 1 if
       the dense stream's saliency puts the moment first (as sdst.reporting.by_clips.saliency_first)] of the
       query the Hungarian matcher assigns the window at the last level, with the run's matcher costs
-      (sdst.matcher; the assignment the last level's loss trains). The last two tell whether a wide window is what
-      the IoU loss (Eq. 19, a mean of 1 - IoU) prefers given where the query's centre is."""
+      (sdst.matcher; the assignment the last level's loss trains). The centre error and that IoU tell whether a wide
+      window is what the IoU loss (Eq. 19, a mean of 1 - IoU) prefers given where the query's centre is."""
     import torch
 
     from sdst.config import MatcherConfig
