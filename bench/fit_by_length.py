@@ -43,7 +43,7 @@ from sdst.data import FeatureDataset, cache_info, query_record, split_queries
 from sdst.evaluate import load_jsonl
 from sdst.infer import predict_records
 from sdst.levels import level_records
-from sdst.reporting.by_clips import found_by_clips, saliency_first
+from sdst.reporting.by_clips import first_by_window, found_by_clips, saliency_first
 
 
 def fitted(run: Path, features: str, device: str) -> dict:
@@ -72,7 +72,7 @@ def width_trajectories(model, ds, batch_size: int, device: str, matcher: dict) -
       the window most, at every step;
     - matched: [width in clips, IoU, 1 if it is that closest query, rank of its score among the M queries (1:
       highest), centre error in clips, the IoU it would have with the moment's width about its own centre, 1 if
-      the dense stream's saliency puts the moment first (as sdst.reporting.by_clips.saliency_first)] of the
+      the dense stream's saliency puts the moment first (sdst.reporting.by_clips.first_by_window)] of the
       query the Hungarian matcher assigns the window at the last level, with the run's matcher costs
       (sdst.matcher; the assignment the last level's loss trains). The centre error and that IoU tell whether a wide
       window is what the IoU loss (Eq. 19, a mean of 1 - IoU) prefers given where the query's centre is."""
@@ -97,7 +97,8 @@ def width_trajectories(model, ds, batch_size: int, device: str, matcher: dict) -
             ranks = out["pred_logits"].argsort(1, descending=True).argsort(1) + 1  # (B, M)
             for i, (truth, meta) in enumerate(zip(batch["spans"], batch["meta"])):
                 iou = temporal_iou(span_cw_to_se(truth), span_cw_to_se(out["pred_spans"][i]))  # (G, M)
-                first = _saliency_first(out["saliency"][i, :meta["n_clips"]], span_cw_to_se(truth) * meta["n_clips"])
+                first = first_by_window(out["saliency"][i, :meta["n_clips"]].cpu().numpy(),
+                                        (span_cw_to_se(truth) * meta["n_clips"]).cpu().numpy(), 1.0)  # in clips
                 closest = iou.argmax(1)
                 for width, q in zip(truth[:, 1].tolist(), closest.tolist()):
                     rows.setdefault(round(width * meta["n_clips"]), []).append(
@@ -111,18 +112,6 @@ def width_trajectories(model, ds, batch_size: int, device: str, matcher: dict) -
                          temporal_iou(span_cw_to_se(truth[g:g + 1]), span_cw_to_se(narrowed)).item(),
                          float(first[g])])
     return rows, matched
-
-
-def _saliency_first(scores, windows):
-    """Per ground-truth window (start, end in clips): does its best clip outscore every clip outside the query's
-    windows? A clip is in a window when they overlap by more than half a clip (sdst.reporting.by_clips)."""
-    import torch
-
-    clips = torch.arange(len(scores), dtype=windows.dtype, device=windows.device)
-    inside = (torch.minimum(clips[None] + 1, windows[:, 1:]) - torch.maximum(clips[None], windows[:, :1])) > 0.5
-    outside = scores[~inside.any(0)]
-    best_out = outside.max() if len(outside) else scores.new_tensor(-float("inf"))
-    return [bool(own.any()) and bool(scores[own].max() > best_out) for own in inside]
 
 
 def row(name: str, table: dict[int, tuple[float, int]], max_clips: int) -> str:

@@ -8,11 +8,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+
 from conftest import ROOT, make_synthetic_cache, synthetic_checkpoint, synthetic_run
 from extract.annotations import load_annotations
 from sdst.data import holdout_split
 from sdst.infer import run_split
-from sdst.reporting.by_clips import found_by_clips, saliency_first
+from sdst.reporting.by_clips import first_by_window, found_by_clips, saliency_first
 
 GT = [{"qid": 1, "relevant_windows": [[0, 2], [10, 14]]},  # 1 clip and 2 clips (clip_len 2 s)
       {"qid": 2, "relevant_windows": [[4, 6]]},
@@ -43,23 +45,12 @@ def test_saliency_first_by_hand():
         {1: (100.0, 1)}
 
 
-def test_fit_by_length_saliency_first_is_by_clips_one():
-    # the bench's version on the model's tensors (windows in clips) against sdst.reporting.by_clips on records
-    import importlib.util
-
-    import torch
-
-    spec = importlib.util.spec_from_file_location("fit_by_length", ROOT / "bench" / "fit_by_length.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    for record, truth in ((RECORDS[0], GT[0]), (RECORDS[1], GT[1]), (RECORDS[1], {"qid": 2, "relevant_windows":
-                                                                                   [[3.2, 6]]})):
-        windows = torch.tensor(truth["relevant_windows"], dtype=torch.float64) / 2.0
-        got = bench._saliency_first(torch.tensor(record["pred_saliency_scores"], dtype=torch.float64), windows)
-        expected = saliency_first([record], [truth], 2.0)
-        assert sum(got) == sum(round(pct * n / 100) for pct, n in expected.values())
-    assert bench._saliency_first(torch.tensor(RECORDS[0]["pred_saliency_scores"]),
-                                 torch.tensor([[0.0, 1.0], [5.0, 7.0]])) == [True, False]
+def test_first_by_window_by_hand():
+    # q1's windows, in clips (clip_len 1): clip 0 (0.9) beats the best outside clip 3 (0.8); clips 5-6 (0.7) do not
+    scores = RECORDS[0]["pred_saliency_scores"]
+    assert first_by_window(scores, np.array([[0.0, 1.0], [5.0, 7.0]]), 1.0) == [True, False]
+    assert first_by_window(scores, np.array([[0.0, 2.0], [10.0, 14.0]]), 2.0) == [True, False]  # s, 2-s clips
+    assert first_by_window(RECORDS[1]["pred_saliency_scores"], np.array([[4.0, 6.0]]), 2.0) == [False]  # a tie
 
 
 def test_fit_by_length_reads_the_fitted_training_queries_and_the_reported_split(tmp_path):

@@ -10,7 +10,7 @@ on datasets whose windows are on the clip grid (demo, demo_hard, QVHighlights) t
   length range, finer);
 - :func:`saliency_first`: per clip count, the percent of the ground-truth windows whose highest-scoring clip
   (``pred_saliency_scores``) outscores every clip outside the query's ground-truth windows: the dense stream
-  has the moment where no window is asked of it.
+  has the moment where no window is asked of it (:func:`first_by_window`, per window of one query).
 
 bench/fit_by_length.py prints both on a run's own training queries and on its reported split.
 """
@@ -44,20 +44,26 @@ def found_by_clips(records: list[dict], gt: list[dict], clip_len: float,
 
 
 def saliency_first(records: list[dict], gt: list[dict], clip_len: float) -> dict[int, tuple[float, int]]:
-    """{clips: (percent whose best clip outscores every clip outside the query's ground truth, windows)}. A clip
-    belongs to a window when they overlap by more than half a clip; ties count as not first."""
+    """{clips: (percent whose best clip outscores every clip outside the query's ground truth, windows)}."""
     by_qid = {r["qid"]: r for r in records}
     hits: dict[int, list[bool]] = {}
     for g in gt:
         r = by_qid.get(g["qid"])
         truth = _windows(g)
-        scores = np.asarray(r["pred_saliency_scores"] if r else [], dtype=float)
-        clips = np.arange(len(scores)) * clip_len
-        overlap = np.clip(np.minimum(clips[None] + clip_len, truth[:, 1:]) - np.maximum(clips[None], truth[:, :1]),
-                          0, None)
-        inside = overlap > clip_len / 2  # (windows, clips)
-        outside = scores[~inside.any(0)]
-        for (start, end), own in zip(truth, inside):
-            first = bool(own.any()) and (not len(outside) or scores[own].max() > outside.max())
+        for (start, end), first in zip(truth, first_by_window(r["pred_saliency_scores"] if r else [], truth,
+                                                              clip_len)):
             hits.setdefault(int(round((end - start) / clip_len)), []).append(first)
     return _percent(hits)
+
+
+def first_by_window(scores, truth: np.ndarray, clip_len: float) -> list[bool]:
+    """Per ground-truth window of one query ((G, 2) start, end, in s): does its best clip outscore every clip
+    outside the query's windows? A clip belongs to a window when they overlap by more than half a clip; ties count
+    as not first."""
+    scores = np.asarray(scores, dtype=float)
+    clips = np.arange(len(scores)) * clip_len
+    overlap = np.clip(np.minimum(clips[None] + clip_len, truth[:, 1:]) - np.maximum(clips[None], truth[:, :1]),
+                      0, None)
+    inside = overlap > clip_len / 2  # (windows, clips)
+    outside = scores[~inside.any(0)]
+    return [bool(own.any()) and (not len(outside) or bool(scores[own].max() > outside.max())) for own in inside]
