@@ -3,13 +3,17 @@
 
     snakemake --cores 2 --keep-going $(python bench/comparison.py targets --seeds 0)
     python bench/comparison.py record            # then: git add bench/records && git commit
+    python bench/comparison.py interim > interim.yaml   # the report so far:
+    snakemake --cores 2 results/demo_hard/significance/report.md --configfile config.yaml interim.yaml
 
 ``targets`` prints what the report reads of each run of the given seeds (every seed by default): its metrics on
 each reported split and, for an SDST-family model, its levels and offsets diagnostics (sdst.variants), and the
 random baseline. ``record`` keeps each finished run whose every such piece is there as a weight-free record
 (sdst.archive save --outputs, with the sketch of the features it was trained on), so that on the next machine the
 same snakemake command restores it (rules restore_record_*) and trains only the runs not recorded. A run still
-training, or one without all its pieces, is left for later and said so.
+training, or one without all its pieces, is left for later and said so. ``interim`` prints an overlay on config.yaml
+for the report over the seeds whose every run is recorded (their seeds, and the report's ``min_seeds`` lowered to
+their number): the report so far, every run restored from its record, nothing trained.
 """
 
 from __future__ import annotations
@@ -96,13 +100,28 @@ def record_runs(config: dict, folder: str, to: Path) -> int:
     return 0
 
 
+def interim(config: dict, folder: str, records: Path) -> str:
+    """The config overlay for the report over the seeds whose every run has a record in ``records``."""
+    import yaml
+
+    spec = config["significance"]["reports"][folder]
+    seeds = sorted({s for d in spec["datasets"] for s in dataset_seeds(config, d)})
+    whole = [s for s in seeds if all((records / ds / model / f"seed{s}" / RECORD).is_file()
+                                     for ds, model, *_ in runs(config, folder, [s]))]
+    if not whole:
+        raise SystemExit(f"{records}: no seed has a record of every run of {folder}")
+    return yaml.safe_dump({"train": {"datasets": {ds: {"seeds": whole} for ds in spec["datasets"]}},
+                           "significance": {"reports": {folder: {"min_seeds": len(whole)}}}}, sort_keys=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("targets", "record"))
+    p.add_argument("command", choices=("targets", "record", "interim"))
     p.add_argument("--config", default="config.yaml")
     p.add_argument("--report", default="results/demo_hard/significance", help="a key of significance.reports")
     p.add_argument("--seeds", type=int, nargs="+", help="targets: these seeds only (default: every seed)")
-    p.add_argument("--to", type=Path, default=None, help="record: the records folder (default: config run_records)")
+    p.add_argument("--to", type=Path, default=None,
+                   help="record, interim: the records folder (default: config run_records)")
     args = p.parse_args(argv)
     config = load_config(args.config)
     if args.report not in config["significance"]["reports"]:
@@ -111,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "targets":
         print("\n".join(targets(config, args.report, args.seeds)))
         return 0
-    return record_runs(config, args.report, args.to or Path(config["run_records"]))
+    records = args.to or Path(config["run_records"])
+    if args.command == "interim":
+        print(interim(config, args.report, records), end="")
+        return 0
+    return record_runs(config, args.report, records)
 
 
 if __name__ == "__main__":

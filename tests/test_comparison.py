@@ -63,3 +63,38 @@ def test_only_finished_runs_with_every_piece_are_recorded_once(demo_workflow, tm
                                              f"best {record(entry)['best_epoch']}, "
                                              f"features {record(entry)['identity']['features']}"]
     assert comparison(here, *args).stdout.endswith("0 run(s) recorded now, 1 left for later\n")
+
+
+def test_the_interim_overlay_names_the_seeds_whose_every_run_is_recorded(tmp_path):
+    """demo_hard's report has 16 models: seeds 0 and 2 have a record of each, seed 1 lacks one, seeds 3 and 4 have
+    none. The overlay asks for seeds 0 and 2 with min_seeds 2; on config.yaml, as Snakemake merges a second config
+    file (recursively), it passes the schema and leaves every run as it was (its record still stands for it)."""
+    from snakemake.utils import update_config
+
+    from sdst.config import dataset_seeds, load_config, resolve_run
+
+    config = load_config(ROOT / "config.yaml")
+    report = "results/demo_hard/significance"
+    models = config["significance"]["reports"][report]["models"]
+    for seed, kept in ((0, models), (1, models[1:]), (2, models)):
+        for model in kept:
+            (tmp_path / "demo_hard" / model / f"seed{seed}").mkdir(parents=True)
+            (tmp_path / "demo_hard" / model / f"seed{seed}" / "run.json").write_text("{}")
+    said = yaml.safe_load(comparison(ROOT, "interim", "--config", str(ROOT / "config.yaml"),
+                                     "--to", str(tmp_path)).stdout)
+    assert said == {"train": {"datasets": {"demo_hard": {"seeds": [0, 2]}}},
+                    "significance": {"reports": {report: {"min_seeds": 2}}}}
+
+    merged = yaml.safe_load((ROOT / "config.yaml").read_text())
+    update_config(merged, said)
+    (tmp_path / "merged.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    interim = load_config(tmp_path / "merged.yaml")
+    assert dataset_seeds(interim, "demo_hard") == [0, 2]
+    assert all(resolve_run(interim, "demo_hard", m, 2) == resolve_run(config, "demo_hard", m, 2) for m in models)
+
+    shutil.rmtree(tmp_path / "demo_hard" / models[0] / "seed0")
+    shutil.rmtree(tmp_path / "demo_hard" / models[0] / "seed2")
+    failed = subprocess.run([sys.executable, str(ROOT / "bench" / "comparison.py"), "interim", "--config",
+                             str(ROOT / "config.yaml"), "--to", str(tmp_path)], cwd=ROOT, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert failed.returncode != 0 and "no seed has a record of every run" in failed.stderr, failed.stderr
