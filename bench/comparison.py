@@ -34,10 +34,15 @@ from sdst.config import dataset_seeds, load_config, resolve_run
 from sdst.variants import has_levels, has_offsets
 
 
+def report_seeds(config: dict, folder: str) -> list[int]:
+    """Every seed of the report's datasets."""
+    return sorted({s for d in config["significance"]["reports"][folder]["datasets"] for s in dataset_seeds(config, d)})
+
+
 def runs(config: dict, folder: str, seeds: list[int] | None = None):
     """(dataset, model, seed, run folder, the pieces the report reads of it) of every run of the report."""
     spec = config["significance"]["reports"][folder]
-    for seed in seeds if seeds is not None else sorted({s for d in spec["datasets"] for s in dataset_seeds(config, d)}):
+    for seed in seeds if seeds is not None else report_seeds(config, folder):
         for ds in spec["datasets"]:
             if seed not in dataset_seeds(config, ds):
                 continue
@@ -105,8 +110,7 @@ def interim(config: dict, folder: str, records: Path) -> str:
     import yaml
 
     spec = config["significance"]["reports"][folder]
-    seeds = sorted({s for d in spec["datasets"] for s in dataset_seeds(config, d)})
-    whole = [s for s in seeds if all((records / ds / model / f"seed{s}" / RECORD).is_file()
+    whole = [s for s in report_seeds(config, folder) if all((records / ds / model / f"seed{s}" / RECORD).is_file()
                                      for ds, model, *_ in runs(config, folder, [s]))]
     if not whole:
         raise SystemExit(f"{records}: no seed has a record of every run of {folder}")
