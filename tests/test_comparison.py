@@ -3,6 +3,7 @@ records of the finished runs whose every piece is there."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -98,3 +99,32 @@ def test_the_interim_overlay_names_the_seeds_whose_every_run_is_recorded(tmp_pat
                              str(ROOT / "config.yaml"), "--to", str(tmp_path)], cwd=ROOT, capture_output=True,
                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert failed.returncode != 0 and "no seed has a record of every run" in failed.stderr, failed.stderr
+
+
+def test_the_readme_table_rows_follow_the_mean_ranks_with_each_metric_over_seeds(tmp_path):
+    """bench/readme_table.py: one row per model in mean-rank order, mean ± std (ddof = 1) of each headline metric
+    over the seeds, the length ranges as means; --readme replaces only the block between the markers."""
+    report = tmp_path / "significance" / "report.json"
+    report.parent.mkdir()
+    report.write_text(json.dumps({"mean_rank": {"slow": 2.5, "fast": 1.25}}))
+    names = ["MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-short-mAP", "MR-middle-mAP", "MR-long-mAP",
+             "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1", "MR-best-window-R1@0.7"]
+    for model, base in (("slow", 10.0), ("fast", 40.0)):
+        split = {name: {"values": [base + i, base + i + 2, base + i + 4]} for i, name in enumerate(names)}
+        (tmp_path / model).mkdir()
+        (tmp_path / model / "metrics.json").write_text(json.dumps(
+            {"model": model, "dataset": "d", "headline_split": "val", "splits": {"val": split}}))
+    script = [sys.executable, str(ROOT / "bench" / "readme_table.py"), "--report", str(report)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rows = subprocess.run(script, capture_output=True, text=True, check=True, env=env).stdout.splitlines()
+    # values base+i, base+i+2, base+i+4: mean base+i+2, std 2
+    assert rows[2:] == [
+        "| `fast` | 1.25 | 42.00 ± 2.00 | 43.00 ± 2.00 | 44.00 ± 2.00 | 45.00 / 46.00 / 47.00 | 48.00 ± 2.00 | "
+        "49.00 ± 2.00 | 50.00 ± 2.00 |",
+        "| `slow` | 2.50 | 12.00 ± 2.00 | 13.00 ± 2.00 | 14.00 ± 2.00 | 15.00 / 16.00 / 17.00 | 18.00 ± 2.00 | "
+        "19.00 ± 2.00 | 20.00 ± 2.00 |"]
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- interim-table -->\n| old |\n<!-- /interim-table -->\nafter\n")
+    subprocess.run([*script, "--readme", str(readme)], check=True, env=env)
+    assert readme.read_text() == ("before\n<!-- interim-table -->\n" + "\n".join(rows) + "\n"
+                                  "<!-- /interim-table -->\nafter\n")
