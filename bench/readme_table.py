@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 from sdst.reporting.aggregate import BEST_WINDOW
-from sdst.reporting.over_seeds import cell
+from sdst.reporting.over_seeds import cell, mean_std
 
 START, END = "<!-- interim-table -->", "<!-- /interim-table -->"
 COLUMNS = [("R1@0.5", "MR-full-R1@0.5"), ("R1@0.7", "MR-full-R1@0.7"), ("mAP", "MR-full-mAP"),
@@ -34,9 +34,8 @@ COLUMNS = [("R1@0.5", "MR-full-R1@0.5"), ("R1@0.7", "MR-full-R1@0.7"), ("mAP", "
 
 
 def _mean(split: dict, key: str) -> str:
-    values = (split.get(key) or {}).get("values") or []
-    values = [v for v in values if v is not None]
-    return f"{sum(values) / len(values):.2f}" if values else "–"
+    mean, _ = mean_std((split.get(key) or {}).get("values") or [None])
+    return "–" if mean is None else f"{mean:.2f}"
 
 
 def table(report: Path, results: Path) -> str:
